@@ -1,0 +1,130 @@
+"""The one place where Taichi is initialised.
+
+Nothing in the package initialises Taichi at import time. The command line calls
+:func:`init` once with the user's choices; the test suite calls it from a fixture.
+
+Kernels never name a float width: they use ``float`` (Taichi's default float), and
+fields are created with ``dtype=float``, so ``precision`` picks f32 or f64 for the
+whole program.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("TI_SKIP_VERSION_CHECK", "ON")
+
+ARCHES = ("auto", "cpu", "cuda", "vulkan")
+PRECISIONS = ("f32", "f64")
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    arch: str  # the backend actually in use: "cpu", "cuda" or "vulkan"
+    precision: str
+    threads: int | None
+    cache_dir: str | None
+
+
+_state: RuntimeInfo | None = None
+
+
+def default_cache_dir() -> Path:
+    """Per-user cache directory for Taichi's offline kernel cache."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "taichi-syncnerf" / "ticache"
+
+
+def cuda_available() -> bool:
+    """True when an NVIDIA driver is visible, checked without touching Taichi."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    if shutil.which("nvidia-smi") is None and not Path("/proc/driver/nvidia").exists():
+        return False
+    import ctypes.util
+
+    return ctypes.util.find_library("cuda") is not None or Path("/proc/driver/nvidia").exists()
+
+
+def resolve_arch(arch: str) -> str:
+    if arch not in ARCHES:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHES)}")
+    if arch == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    return arch
+
+
+def init(
+    arch: str = "auto",
+    threads: int | None = None,
+    precision: str = "f32",
+    cache_dir: str | os.PathLike | None = None,
+    offline_cache: bool = True,
+    debug: bool = False,
+    quiet: bool = True,
+) -> RuntimeInfo:
+    """Initialise Taichi once for the process and return what is in use.
+
+    ``arch``: ``auto`` (CUDA when a GPU is present, else CPU), ``cpu``, ``cuda`` or
+    ``vulkan``. ``ti.gpu``/``ti.opengl``/``ti.gles`` are never used: they crash the
+    process on machines without a GPU. When a requested GPU backend is unavailable
+    Taichi falls back to the CPU, and the returned ``arch`` says so.
+    Calling ``init`` again with the same settings is a no-op; different settings
+    reset Taichi (all fields are lost).
+    """
+    global _state
+    import taichi as ti
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose f32 or f64")
+    want = resolve_arch(arch)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if _state is not None:
+        if (_state.precision, _state.threads, _state.cache_dir) == (
+            precision,
+            threads,
+            str(cache) if offline_cache else None,
+        ) and (want == _state.arch or arch == "auto"):
+            return _state
+        ti.reset()
+        _state = None
+
+    kwargs = dict(
+        arch={"cpu": ti.cpu, "cuda": ti.cuda, "vulkan": ti.vulkan}[want],
+        default_fp=ti.f64 if precision == "f64" else ti.f32,
+        default_ip=ti.i32,
+        random_seed=0,
+        debug=debug,
+        log_level=ti.WARN if quiet else ti.INFO,
+        offline_cache=offline_cache,
+        unrolling_limit=0,
+    )
+    if offline_cache:
+        cache.mkdir(parents=True, exist_ok=True)
+        kwargs["offline_cache_file_path"] = str(cache)
+    if threads is not None:
+        kwargs["cpu_max_num_threads"] = int(threads)
+    ti.init(**kwargs)
+    actual = str(ti.lang.impl.current_cfg().arch).split(".")[-1]
+    actual = {"x64": "cpu", "arm64": "cpu"}.get(actual, actual)
+    _state = RuntimeInfo(actual, precision, threads, str(cache) if offline_cache else None)
+    return _state
+
+
+def info() -> RuntimeInfo:
+    if _state is None:
+        raise RuntimeError("taichi_syncnerf.runtime.init() has not been called")
+    return _state
+
+
+def is_initialized() -> bool:
+    return _state is not None
+
+
+def np_float():
+    """The numpy float type matching the runtime precision."""
+    import numpy as np
+
+    return np.float64 if info().precision == "f64" else np.float32
