@@ -1,0 +1,53 @@
+"""Small schedule objects the training loop asks each step."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WarmupCosine:
+    """Linear warm-up from 0 to 1 over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+
+    warmup: int
+    total: int
+
+    def __call__(self, step: int) -> float:
+        if self.warmup > 0 and step < self.warmup:
+            return (step + 1) / self.warmup
+        span = max(1, self.total - self.warmup)
+        progress = min(1.0, max(0.0, (step - self.warmup) / span))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass(frozen=True)
+class Constant:
+    def __call__(self, step: int) -> float:
+        return 1.0
+
+
+def make_lr_schedule(name: str, warmup: int, total: int):
+    if name == "warmup_cosine":
+        return WarmupCosine(warmup, total)
+    if name == "constant":
+        return Constant()
+    raise ValueError(f"unknown schedule {name!r}")
+
+
+@dataclass(frozen=True)
+class SamplingSchedule:
+    """Which ray-importance weights to sample with at a step: uniform, ISG, then IST."""
+
+    isg_step: int | None
+    ist_step: int | None
+
+    def __call__(self, step: int) -> str:
+        if self.ist_step is not None and step >= self.ist_step:
+            return "ist"
+        if self.isg_step is not None and step >= self.isg_step:
+            return "isg"
+        return "uniform"
+
+
+def offsets_frozen(step: int, freeze_step: int | None) -> bool:
+    return freeze_step is not None and step >= freeze_step
