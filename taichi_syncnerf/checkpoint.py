@@ -1,0 +1,106 @@
+"""Run folders and checkpoints.
+
+A checkpoint is an uncompressed ``.npz`` of plain arrays (read with ``allow_pickle=False``):
+``meta`` is a JSON string with the format version, package version and step; every other key is
+``<component>/<name>`` holding a numeric array. Files are written atomically and named
+``step-00001234.npz`` so a listing sorts by step.
+"""
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from taichi_syncnerf import FORMAT_VERSION, __version__
+from taichi_syncnerf.errors import UserError
+from taichi_syncnerf.io_utils import save_npz_atomic
+
+_CKPT = re.compile(r"^step-(\d{8})\.npz$")
+
+
+def checkpoint_dir(run: Path) -> Path:
+    return Path(run) / "checkpoints"
+
+
+def list_checkpoints(run: Path) -> list[Path]:
+    d = checkpoint_dir(run)
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.iterdir() if _CKPT.match(p.name))
+
+
+def save_checkpoint(run: Path, step: int, arrays: dict[str, np.ndarray], meta: dict, keep: int = 3) -> Path:
+    path = checkpoint_dir(run) / f"step-{step:08d}.npz"
+    full_meta = {"format_version": FORMAT_VERSION, "package_version": __version__, "step": int(step), **meta}
+    payload = {"meta": np.array(json.dumps(full_meta))}
+    for k, v in arrays.items():
+        a = np.asarray(v)
+        if a.dtype == object:
+            raise TypeError(f"checkpoint entry {k} is not a numeric array")
+        payload[k] = a
+    save_npz_atomic(path, **payload)
+    for old in list_checkpoints(run)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise UserError(f"{path}: not a readable checkpoint ({e.__class__.__name__})") from None
+    if "meta" not in arrays:
+        raise UserError(f"{path}: not a taichi-syncnerf checkpoint (no meta entry)")
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except json.JSONDecodeError:
+        raise UserError(f"{path}: checkpoint metadata is corrupt") from None
+    version = meta.get("format_version")
+    if not isinstance(version, int):
+        raise UserError(f"{path}: checkpoint has no format version")
+    if version > FORMAT_VERSION:
+        raise UserError(
+            f"{path}: checkpoint format {version} was written by a newer taichi-syncnerf "
+            f"({meta.get('package_version')}); this is {__version__} (format {FORMAT_VERSION}): upgrade")
+    if version < FORMAT_VERSION:
+        raise UserError(f"{path}: checkpoint format {version} is too old for this version (format "
+                        f"{FORMAT_VERSION}); retrain or use taichi-syncnerf {meta.get('package_version')}")
+    return meta, arrays
+
+
+def latest_checkpoint(run: Path) -> Path | None:
+    found = list_checkpoints(run)
+    return found[-1] if found else None
+
+
+def require_run(run: Path) -> Path:
+    """Check that ``run`` is a run folder this version can read; return its config path."""
+    run = Path(run)
+    if not run.is_dir():
+        raise UserError(f"{run}: run folder not found")
+    cfg = run / "config.yaml"
+    if not cfg.is_file():
+        raise UserError(f"{run}: not a run folder (no config.yaml)")
+    marker = run / "run.json"
+    if marker.is_file():
+        try:
+            info = json.loads(marker.read_text())
+        except json.JSONDecodeError:
+            raise UserError(f"{marker}: corrupt run metadata") from None
+        v = info.get("format_version")
+        if not isinstance(v, int):
+            raise UserError(f"{marker}: no format version")
+        if v > FORMAT_VERSION:
+            raise UserError(f"{run}: written by a newer taichi-syncnerf ({info.get('package_version')}, "
+                            f"format {v}); this is {__version__} (format {FORMAT_VERSION}): upgrade")
+        if v < FORMAT_VERSION:
+            raise UserError(f"{run}: written by an older taichi-syncnerf (format {v}); this one reads "
+                            f"format {FORMAT_VERSION}")
+    else:
+        raise UserError(f"{run}: not a taichi-syncnerf run folder (no run.json)")
+    return cfg
