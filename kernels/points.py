@@ -82,7 +82,7 @@ def _color_input_backward(dout: ti.template(), cin: ti.template(), n_samples: ti
                           n_geo: ti.i32):
     for s in range(n_samples):
         for j in range(n_geo):
-            dout.grad[s, 1 + j] += cin.grad[s, n_sh + j]
+            dout.grad[s, 1 + j] = cin.grad[s, n_sh + j]
 
 
 def color_input_forward(sh, dout, sample_ray, cin, n_samples: int, n_sh: int, n_geo: int) -> None:
@@ -91,7 +91,7 @@ def color_input_forward(sh, dout, sample_ray, cin, n_samples: int, n_sh: int, n_
 
 
 def color_input_backward(dout, cin, n_samples: int, n_sh: int, n_geo: int) -> None:
-    """ACCUMULATE ``cin.grad[:, n_sh:]`` into ``dout.grad[:, 1:]`` (the geometry features)."""
+    """OVERWRITE ``dout.grad[:, 1 : 1 + n_geo]`` with ``cin.grad[:, n_sh:]`` (the geometry features)."""
     _color_input_backward(dout, cin, int(n_samples), int(n_sh), int(n_geo))
 
 

@@ -67,9 +67,9 @@ def test_color_input_density_sigmoid(rng):
     np.testing.assert_allclose(cin.to_numpy(), ref.color_input_forward(sh, dout, ray, n_sh, n_geo))
     gc = rng.normal(size=(S, n_sh + n_geo))
     cin.grad.from_numpy(gc)
-    f_dout.grad.fill(0.0)
+    f_dout.grad.fill(7.0)
     points.color_input_backward(f_dout, cin, S, n_sh, n_geo)
-    want = np.zeros_like(dout); want[:, 1:] = gc[:, n_sh:]
+    want = np.full_like(dout, 7.0); want[:, 1:] = gc[:, n_sh:]
     np.testing.assert_allclose(f_dout.grad.to_numpy(), want)
 
     # density activation: value and finite-difference derivative (away from the clamp at 15)

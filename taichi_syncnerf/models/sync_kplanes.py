@@ -1,0 +1,254 @@
+"""Sync-K-Planes: a K-Planes field, proposal samplers and per-camera time offsets, trained jointly.
+
+One training step on a batch of rays:
+
+1. proposal levels: stratified samples, then importance resampling from each level's weights;
+   each level's density field gives weights (no colour);
+2. the radiance field at the final samples gives density and colour; volume rendering;
+3. losses: MSE to the pixels, distortion on the final weights, interlevel between the final
+   (constant) weights and each proposal level's weights, plane regularisers, L1 on the offsets;
+4. hand-written backward through renderer, decoders and encoders down to the sample
+   coordinates, whose time column is gathered into the offsets' gradient;
+5. one Adam step over the parameter groups (the offsets in their own group).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import taichi as ti
+
+from taichi_syncnerf.kernels import points as glue
+from taichi_syncnerf.kernels.adam import Adam
+from taichi_syncnerf.kernels.ray_losses import distortion_loss, interlevel_loss, mse_loss
+from taichi_syncnerf.kernels.render import VolumeRenderer
+from taichi_syncnerf.kernels.sampling import RaySampler
+from taichi_syncnerf.models.fields import DensityField, RadianceField
+from taichi_syncnerf.models.offsets import TimeOffsets
+
+
+def resolve_time_res(value, n_frames: int) -> int:
+    return max(2, int(math.ceil(n_frames / 2))) if value == "auto" else int(value)
+
+
+class SyncKPlanes:
+    """The whole model. ``scene`` describes cameras/frames/bounds (see taichi_syncnerf.data)."""
+
+    def __init__(self, cfg: dict, n_cameras: int, n_frames: int, test_index: int, ndc: bool,
+                 near: float, far: float, bbox, background, max_rays: int):
+        m = cfg["model"]
+        self.cfg = cfg
+        self.ndc = bool(ndc)
+        self.near, self.far = float(near), float(far)
+        self.spacing = "linear"
+        bbox = np.asarray(m["bbox"] if m["bbox"] is not None else bbox, dtype=np.float64).reshape(2, 3)
+        self.box_lo, self.box_hi = bbox[0].tolist(), bbox[1].tolist()
+        self.background = [float(v) for v in background]
+        self.max_rays = int(max_rays)
+        seed = int(cfg["train"]["seed"])
+        self.sync = bool(m["sync"])
+        self.n_cameras = int(n_cameras)
+        self.test_index = int(test_index)
+
+        levels = [int(n) for n in m["proposal"]["samples"]]
+        self.prop_samples = levels
+        self.n_samples = int(m["n_samples"])
+        R = self.max_rays
+        self.samplers = [RaySampler(R, R * n) for n in levels] + [RaySampler(R, R * self.n_samples)]
+        prop_res = list(m["proposal"]["space_res"])
+        if len(prop_res) < len(levels):
+            prop_res = prop_res + [prop_res[-1]] * (len(levels) - len(prop_res))
+        p_time = resolve_time_res(m["proposal"]["time_res"], n_frames)
+        self.proposals = [DensityField(m["proposal"], prop_res[i], p_time, R * n, seed + 10 * (i + 1),
+                                       float(m["density_bias"])) for i, n in enumerate(levels)]
+        self.field = RadianceField(m, resolve_time_res(m["time_res"], n_frames), R * self.n_samples, R, seed)
+        self.prop_renderers = [VolumeRenderer(R, R * n, colour=False) for n in levels]
+        self.renderer = VolumeRenderer(R, R * self.n_samples, colour=True)
+        self.prop_pts = [ti.field(float, shape=(R * n, 4), needs_grad=True) for n in levels]
+        self.pts = ti.field(float, shape=(R * self.n_samples, 4), needs_grad=True)
+
+        trainable = np.ones(self.n_cameras, bool)
+        trainable[self.test_index] = False
+        if not self.sync:
+            trainable[:] = False
+        o = cfg["offsets"]
+        self.offsets = TimeOffsets(self.n_cameras, n_frames, trainable, o["init_mean"], o["init_std"], seed)
+
+        # per-ray inputs
+        self.rays_o = ti.field(float, shape=(R, 3))
+        self.rays_d = ti.field(float, shape=(R, 3))
+        self.view_dirs = ti.field(float, shape=(R, 3))
+        self.ray_time = ti.field(float, shape=R)
+        self.ray_cam = ti.field(ti.i32, shape=R)
+        self.near_f = ti.field(float, shape=R)
+        self.far_f = ti.field(float, shape=R)
+        self.target = ti.field(float, shape=(R, 3))
+
+        lr = float(cfg["train"]["lr"])
+        groups = []
+        for name, comp in self.components().items():
+            for pname, f in comp.named_params().items():
+                groups.append({"name": f"{name}/{pname}", "param": f, "lr": lr})
+        groups.append({"name": "offsets", "param": self.offsets.params, "lr": lr * float(o["lr_scale"]),
+                       "frozen": not self.sync})
+        self.base_lr = {g["name"]: g["lr"] for g in groups}
+        self.lrs = dict(self.base_lr)
+        self.optimizer = Adam(groups)
+
+    # ------------------------------------------------------------------ parameters
+
+    def components(self) -> dict:
+        comps = {"field": self.field}
+        for i, p in enumerate(self.proposals):
+            comps[f"proposal{i}"] = p
+        return comps
+
+    def state_arrays(self) -> dict:
+        out = {}
+        for name, comp in self.components().items():
+            out.update(comp.state_arrays(name))
+        out["offsets/params"] = self.offsets.params.to_numpy()
+        out["offsets/mask"] = self.offsets.mask.to_numpy()
+        for k, v in self.optimizer.state_dict().items():
+            out[f"adam/{k}"] = np.asarray(v)
+        return out
+
+    def load_state_arrays(self, arrays: dict, where: str, optimizer: bool = True) -> None:
+        from taichi_syncnerf.errors import UserError
+
+        for name, comp in self.components().items():
+            comp.load_state_arrays(name, arrays, where)
+        for k in ("offsets/params", "offsets/mask"):
+            if k not in arrays or arrays[k].shape != (self.n_cameras,):
+                raise UserError(f"{where}: checkpoint entry {k} is missing or has the wrong camera count")
+        self.offsets.params.from_numpy(arrays["offsets/params"].astype(np.float64))
+        if optimizer:
+            state = {k[len("adam/"):]: v for k, v in arrays.items() if k.startswith("adam/")}
+            self.optimizer.load_state_dict(state)
+
+    # ------------------------------------------------------------------ rays
+
+    def load_rays(self, origins, dirs, view_dirs, times, cams, target=None) -> int:
+        """Upload a batch of rays (numpy) into the per-ray fields; returns the ray count."""
+        n = len(times)
+        if n > self.max_rays:
+            raise ValueError(f"{n} rays exceed the model's batch capacity {self.max_rays}")
+        pad = self.max_rays - n
+
+        def up(field, arr, dtype):
+            a = np.asarray(arr, dtype=dtype)
+            if pad:
+                a = np.concatenate([a, np.zeros((pad,) + a.shape[1:], dtype)], 0)
+            field.from_numpy(a)
+
+        fdt = np.float64
+        up(self.rays_o, origins, fdt)
+        up(self.rays_d, dirs, fdt)
+        up(self.view_dirs, view_dirs, fdt)
+        up(self.ray_time, times, fdt)
+        up(self.ray_cam, cams, np.int32)
+        self.near_f.fill(self.near)
+        self.far_f.fill(self.far)
+        if target is not None:
+            up(self.target, target, fdt)
+        return n
+
+    # ------------------------------------------------------------------ forward
+
+    def _sample(self, n_rays: int, jitter: bool, seed: int) -> None:
+        first = self.samplers[0]
+        first_n = self.prop_samples[0] if self.prop_samples else self.n_samples
+        first.stratified(self.near_f, self.far_f, n_rays, first_n, spacing=self.spacing, jitter=jitter,
+                         seed=seed)
+        for i, prop in enumerate(self.proposals):
+            smp = self.samplers[i]
+            pts = self.prop_pts[i]
+            glue.points_forward(self.rays_o, self.rays_d, self.ray_time, self.ray_cam, self.offsets.params,
+                                smp.t0, smp.t1, smp.ray_start, smp.ray_count, pts, n_rays,
+                                self.box_lo, self.box_hi, self.sync)
+            prop.forward(pts, smp.n_samples)
+            self.prop_renderers[i].forward(prop.sigma, None, smp, n_rays)
+            nxt = self.samplers[i + 1]
+            n_next = self.prop_samples[i + 1] if i + 1 < len(self.prop_samples) else self.n_samples
+            nxt.importance(smp, self.prop_renderers[i].weights, n_rays, n_next, spacing=self.spacing,
+                           jitter=jitter, seed=seed + 7919 * (i + 1))
+
+    def _field_forward(self, n_rays: int) -> None:
+        smp = self.samplers[-1]
+        glue.points_forward(self.rays_o, self.rays_d, self.ray_time, self.ray_cam, self.offsets.params,
+                            smp.t0, smp.t1, smp.ray_start, smp.ray_count, self.pts, n_rays,
+                            self.box_lo, self.box_hi, self.sync)
+        self.field.encode_directions(self.view_dirs, n_rays)
+        self.field.forward(self.pts, smp.ray_id, smp.n_samples)
+        self.renderer.forward(self.field.sigma, self.field.rgb, smp, n_rays, background=self.background)
+
+    def render_rays(self, n_rays: int) -> np.ndarray:
+        """Colour (n_rays, 3) of the rays loaded with :meth:`load_rays` (deterministic sampling)."""
+        self._sample(n_rays, jitter=False, seed=0)
+        self._field_forward(n_rays)
+        return self.renderer.colour.to_numpy()[:n_rays]
+
+    # ------------------------------------------------------------------ training
+
+    def train_step(self, n_rays: int, step: int, lr_scale: float, offsets_frozen: bool,
+                   offsets_only: bool = False) -> dict:
+        reg = self.cfg["regularizers"]
+        self._sample(n_rays, jitter=True, seed=step + 1)
+        self._field_forward(n_rays)
+        smp = self.samplers[-1]
+        stats = {}
+        mse = mse_loss(self.renderer.colour, self.target, n_rays)
+        stats["mse"] = mse
+        stats["psnr"] = -10.0 * math.log10(max(mse, 1e-12))
+        # distortion and interlevel work on the final weights
+        smp.normalized_coords(self.near_f, self.far_f, self.spacing)
+        self.renderer.weights.grad.fill(0.0)
+        if reg["distortion"] > 0:
+            stats["distortion"] = distortion_loss(self.renderer.weights, smp, n_rays, reg["distortion"])
+        loss = mse + stats.get("distortion", 0.0)
+        self.renderer.backward(self.field.sigma, self.field.rgb, smp, n_rays)
+        self.field.backward(self.pts, smp.n_samples, coord_grad=self.sync)
+        if self.sync:
+            glue.points_backward(self.pts, self.ray_cam, self.offsets.params, smp.ray_start, smp.ray_count,
+                                 n_rays)
+        inter = 0.0
+        for i, prop in enumerate(self.proposals):
+            psmp = self.samplers[i]
+            prend = self.prop_renderers[i]
+            prend.weights.grad.fill(0.0)
+            inter += interlevel_loss(self.renderer.weights, smp, prend.weights, psmp, n_rays, reg["interlevel"])
+            prend.backward(prop.sigma, None, psmp, n_rays)
+            prop.backward(self.prop_pts[i], psmp.n_samples, coord_grad=self.sync)
+            if self.sync:
+                glue.points_backward(self.prop_pts[i], self.ray_cam, self.offsets.params, psmp.ray_start,
+                                     psmp.ray_count, n_rays)
+        if self.proposals:
+            stats["interlevel"] = inter
+            loss += inter
+        if not offsets_only:
+            regs = self.field.regularize(reg["plane_tv"], reg["time_smoothness"], reg["l1_time_planes"])
+            for i, prop in enumerate(self.proposals):
+                for k, v in prop.regularize(reg["plane_tv_proposal"], reg["time_smoothness_proposal"],
+                                            reg["l1_time_planes_proposal"]).items():
+                    regs[f"{k}_proposal"] = regs.get(f"{k}_proposal", 0.0) + v
+            stats.update(regs)
+            loss += sum(regs.values())
+        if self.sync and not offsets_frozen:
+            stats["offsets_l1"] = self.offsets.l1(float(self.cfg["offsets"]["l1"]))
+            loss += stats["offsets_l1"]
+        self.offsets.apply_mask_to_grad()
+        stats["loss"] = loss
+        self._optimizer_step(lr_scale, offsets_frozen, offsets_only)
+        return stats
+
+    def _optimizer_step(self, lr_scale: float, offsets_frozen: bool, offsets_only: bool) -> None:
+        for name, lr in self.base_lr.items():
+            is_off = name == "offsets"
+            frozen = (is_off and (offsets_frozen or not self.sync)) or (offsets_only and not is_off)
+            self.optimizer.freeze(name, frozen)
+            self.optimizer.set_lr(name, lr * lr_scale)
+            self.lrs[name] = lr * lr_scale
+        self.optimizer.step()
+
+    def current_lrs(self) -> dict:
+        return {"lr": self.lrs["field/encoder"], "lr_offsets": self.lrs["offsets"]}

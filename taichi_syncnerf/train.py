@@ -1,0 +1,120 @@
+"""The training loop: a short explicit loop over steps, with schedules, logs and checkpoints."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from taichi_syncnerf.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from taichi_syncnerf.config import dump_config
+from taichi_syncnerf.errors import UserError
+from taichi_syncnerf.io_utils import write_text_atomic
+from taichi_syncnerf.runlog import JsonlLog, offsets_document, write_json, write_run_marker
+from taichi_syncnerf.schedule import SamplingSchedule, make_lr_schedule, offsets_frozen
+
+
+def build(cfg: dict, data_dir: str | Path):
+    """Open the dataset and build the model for ``cfg`` (no training)."""
+    from taichi_syncnerf.models.sync_kplanes import SyncKPlanes
+    from taichi_syncnerf.rays import RaySource
+
+    source = RaySource.open(data_dir, cfg)
+    model = SyncKPlanes(cfg, source.n_cameras, source.n_frames, source.test_index, source.ndc, source.near,
+                        source.far, source.bbox, source.background, max_rays=int(cfg["train"]["batch_rays"]))
+    return source, model
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, dynamic_ncols=True, unit="step",
+                smoothing=0.05, mininterval=0.5)
+
+
+def train(cfg: dict, data_dir: str | Path, run: str | Path, resume: bool = False, progress: bool = True,
+          stop_after: int | None = None) -> dict:
+    """Train per ``cfg`` into the run folder ``run``; returns the final log record.
+
+    ``stop_after`` ends the loop after that many steps of this call (used by tests to emulate an
+    interrupted run); the run can then be resumed with ``resume=True``.
+    """
+    run = Path(run)
+    t_cfg = cfg["train"]
+    steps = int(t_cfg["steps"])
+    source, model = build(cfg, data_dir)
+    log = JsonlLog(run / "log.jsonl")
+    start = 0
+    rng = np.random.default_rng(int(t_cfg["seed"]))
+    if resume:
+        ckpt = latest_checkpoint(run)
+        if ckpt is None:
+            raise UserError(f"{run}: --resume given but the run has no checkpoint")
+        meta, arrays = load_checkpoint(ckpt)
+        model.load_state_arrays(arrays, str(ckpt))
+        start = int(meta["step"])
+        rng.bit_generator.state = json.loads(meta["rng_state"])
+        log.truncate_after(start)
+    else:
+        if run.exists() and any(run.iterdir()):
+            raise UserError(f"{run}: run folder exists and is not empty (use --resume, or another --out)")
+        run.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run / "config.yaml", dump_config(cfg))
+        write_run_marker(run, {"data": str(Path(data_dir).resolve())})
+
+    lr_sched = make_lr_schedule(t_cfg["schedule"], int(t_cfg["warmup_steps"]), steps)
+    samp_sched = SamplingSchedule(t_cfg["isg_step"], t_cfg["ist_step"])
+    freeze_step = cfg["offsets"]["freeze_step"]
+    batch = int(t_cfg["batch_rays"])
+    log_every = max(1, int(t_cfg["log_every"]))
+    ckpt_every = max(1, int(t_cfg["checkpoint_every"]))
+
+    def checkpoint(step):
+        save_checkpoint(run, step, model.state_arrays(),
+                        {"rng_state": json.dumps(rng.bit_generator.state)})
+
+    record = {}
+    end = steps if stop_after is None else min(steps, start + stop_after)
+    bar = _progress(steps, start, progress)
+    window = []
+    t_last = time.perf_counter()
+    try:
+        for step in range(start, end):
+            mode = samp_sched(step)
+            b = source.sample_batch(rng, batch, mode)
+            n = model.load_rays(b["origins"], b["dirs"], b["view_dirs"], b["times"], b["cams"], b["rgb"])
+            frozen = offsets_frozen(step, freeze_step)
+            stats = model.train_step(n, step, lr_sched(step), frozen)
+            window.append(stats)
+            bar.update(1)
+            if (step + 1) % log_every == 0 or step + 1 == end:
+                now = time.perf_counter()
+                mean = {k: float(np.mean([w[k] for w in window if k in w])) for k in window[-1]}
+                mse = mean["mse"]
+                record = {"step": step + 1, **mean, "psnr": -10 * np.log10(max(mse, 1e-12)),
+                          **model.current_lrs(), "sampling": mode, "offsets_frozen": frozen,
+                          "offsets_frames": model.offsets.frames().tolist(),
+                          "steps_per_s": len(window) / max(now - t_last, 1e-9)}
+                log.append(record)
+                bar.set_postfix(loss=f"{mean['loss']:.4f}", psnr=f"{record['psnr']:.2f}")
+                window, t_last = [], now
+            if (step + 1) % ckpt_every == 0 and step + 1 < end:
+                checkpoint(step + 1)
+    finally:
+        bar.close()
+    checkpoint(end)
+    write_offsets(run, source, model)
+    if end == steps:
+        from taichi_syncnerf import plots
+
+        records = log.read()
+        plots.plot_training(records, run / "training.png")
+        plots.plot_offsets(records, run / "offsets.png", gt=source.offsets_gt, camera_names=source.camera_names)
+    return record
+
+
+def write_offsets(run: Path, source, model) -> dict:
+    doc = offsets_document(source.camera_names, model.offsets.frames(), source.fps, source.test_index)
+    write_json(Path(run) / "offsets.json", doc)
+    return doc
