@@ -1,51 +1,158 @@
 """train / testoptim / render / eval."""
 from __future__ import annotations
 
-import sys
+import json
+from pathlib import Path
 
 import click
 
-from taichi_syncnerf.cli.common import runtime_options, user_errors
+from taichi_syncnerf.cli.common import init_runtime, runtime_options, user_errors
+from taichi_syncnerf.errors import UserError
 
-_NOT_YET = "no model is available yet in this version of taichi-syncnerf"
 
+def _generate_if_needed(cfg: dict, data: str | None) -> str:
+    """The dataset folder to use; generates the config's scene when it is missing."""
+    path = data or cfg["data"]["path"]
+    gen = cfg["data"]["generate"]
+    if path is None:
+        raise UserError("no dataset: give --data DIR or set data.path in the config")
+    p = Path(path)
+    if p.exists() and any(p.iterdir()):
+        return str(p)
+    if not gen:
+        raise UserError(f"{p}: dataset folder not found")
+    from taichi_syncnerf.data.synthetic import make_scene
 
-def _unavailable(name):
-    click.echo(f"error: {name}: {_NOT_YET}", err=True)
-    sys.exit(3)
+    args = dict(gen)
+    size = args.pop("size", "128x96")
+    w, h = (int(v) for v in str(size).lower().split("x"))
+    click.echo(f"generating the scene into {p} ...", err=True)
+    make_scene(p, size=(w, h), **args)
+    return str(p)
 
 
 @click.command()
-@click.argument("config", type=click.Path(dir_okay=False))
-@click.option("--data", type=click.Path(file_okay=False), default=None, help="Dataset folder.")
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Run folder.")
+@click.argument("config")
+@click.option("--data", type=click.Path(file_okay=False), default=None,
+              help="Dataset folder (default: data.path of the config).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Run folder (default: runs/<config name>).")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out.")
 @click.option("--no-sync", is_flag=True, help="Train the baseline with offsets fixed at 0.")
-@click.option("-o", "overrides", multiple=True, metavar="KEY=VALUE", help="Config override.")
+@click.option("-o", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Config override, e.g. -o train.steps=2000 (repeatable).")
+@click.option("--eval/--no-eval", "do_eval", default=True, show_default=True,
+              help="Evaluate at the end and write metrics.json.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 @runtime_options
 @user_errors
-def train(config, data, out, resume, no_sync, overrides, arch, threads, precision):
-    """Train a dynamic radiance field and per-camera time offsets."""
-    _unavailable("train")
+def train(config, data, out, resume, no_sync, overrides, do_eval, quiet, arch, threads, precision):
+    """Train a dynamic radiance field and per-camera time offsets.
+
+    CONFIG is a YAML file or a preset name such as synthetic/sync-kplanes.
+    """
+    from taichi_syncnerf.config import load_config, load_resolved
+    from taichi_syncnerf.evaluate import compute_metrics
+    from taichi_syncnerf.runlog import write_json
+    from taichi_syncnerf.train import train as run_train
+
+    if resume:
+        if out is None:
+            raise UserError("--resume needs --out RUN")
+        from taichi_syncnerf.checkpoint import require_run
+
+        cfg = load_resolved(require_run(Path(out)))
+        data = data or json.loads((Path(out) / "run.json").read_text()).get("data")
+    else:
+        overrides = list(overrides) + (["model.sync=false"] if no_sync else [])
+        cfg = load_config(config, overrides)
+    out = out or str(Path("runs") / cfg["name"])
+    data = _generate_if_needed(cfg, data)
+    init_runtime(arch, threads, precision)
+    record = run_train(cfg, data, out, resume=resume, progress=not quiet)
+    click.echo(f"trained {record.get('step')} steps: PSNR {record.get('psnr', float('nan')):.2f} dB "
+               f"(training batch) -> {out}")
+    if do_eval:
+        from taichi_syncnerf.evaluate import open_run
+
+        cfg, source, model, _ = open_run(out)
+        metrics = compute_metrics(cfg, source, model, progress=not quiet)
+        write_json(Path(out) / "metrics.json", metrics)
+        _print_metrics(metrics)
+
+
+def _print_metrics(m: dict) -> None:
+    for split in ("test", "train"):
+        if split in m:
+            s = m[split]
+            lp = "n/a" if s.get("lpips") is None else f"{s['lpips']:.4f}"
+            click.echo(f"{split:5s} PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}  LPIPS {lp}")
+    if "test_before_testoptim" in m:
+        click.echo(f"test before testoptim: PSNR {m['test_before_testoptim']['psnr']:.2f} dB")
+    if "offsets" in m:
+        click.echo(f"offsets MAE (train cameras, after removing the global shift): "
+                   f"{m['offsets']['mae_frames']:.3f} frames")
 
 
 @click.command()
 @click.argument("run", type=click.Path(file_okay=False))
-@click.option("--steps", type=int, default=None)
+@click.option("--steps", type=int, default=None, help="Optimisation steps (default: testoptim.steps).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 @runtime_options
 @user_errors
-def testoptim(run, steps, arch, threads, precision):
-    """Optimise the held-out camera's time offset with the model frozen."""
-    _unavailable("testoptim")
+def testoptim(run, steps, quiet, arch, threads, precision):
+    """Optimise the held-out camera's time offset with the model frozen, then evaluate it."""
+    from taichi_syncnerf.checkpoint import require_run
+    from taichi_syncnerf.evaluate import testoptim as run_testoptim
+
+    require_run(Path(run))
+    init_runtime(arch, threads, precision)
+    _print_metrics(run_testoptim(run, steps, progress=not quiet))
+
+
+@click.command(name="eval")
+@click.argument("run", type=click.Path(file_okay=False))
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@runtime_options
+@user_errors
+def eval_cmd(run, quiet, arch, threads, precision):
+    """Recompute metrics.json of a run."""
+    from taichi_syncnerf.checkpoint import require_run
+    from taichi_syncnerf.evaluate import evaluate_run
+
+    require_run(Path(run))
+    init_runtime(arch, threads, precision)
+    _print_metrics(evaluate_run(run, progress=not quiet))
 
 
 @click.command()
 @click.argument("run", type=click.Path(file_okay=False))
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--path", "path_kind", type=click.Choice(["dataset", "spiral"]), default="dataset",
+              show_default=True, help="The camera's own view, or a spiral around the rig.")
+@click.option("--time", "time_mode", default="sweep", show_default=True,
+              help="'sweep' through the video, or a fixed frame index.")
+@click.option("--frames", "n_frames", type=int, default=None, help="Number of video frames.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Output .mp4.")
+@click.option("--png", "png_dir", type=click.Path(file_okay=False), default=None,
+              help="Also write the frames as PNGs into this folder.")
+@click.option("--quiet", is_flag=True)
 @runtime_options
 @user_errors
-def render(run, arch, threads, precision):
-    """Render videos from a trained run."""
-    _unavailable("render")
+def render(run, split, path_kind, time_mode, n_frames, out, png_dir, quiet, arch, threads, precision):
+    """Render a video from a trained run (prediction | ground truth | error for dataset views)."""
+    from taichi_syncnerf.checkpoint import require_run
+    from taichi_syncnerf.render_video import render_video
+
+    require_run(Path(run))
+    if time_mode != "sweep":
+        try:
+            time_mode = float(time_mode)
+        except ValueError:
+            raise UserError(f"--time must be 'sweep' or a frame index, got {time_mode!r}") from None
+    init_runtime(arch, threads, precision)
+    path = render_video(run, split, path_kind, time_mode, n_frames, out, png_dir, progress=not quiet)
+    click.echo(f"wrote {path}")
 
 
-COMMANDS = [train, testoptim, render]
+COMMANDS = [train, testoptim, render, eval_cmd]

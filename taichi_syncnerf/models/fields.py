@@ -14,7 +14,6 @@ import taichi as ti
 from taichi_syncnerf.kernels import points as glue
 from taichi_syncnerf.kernels.hashgrid import HashGridEncoder
 from taichi_syncnerf.kernels.mlp import MLP
-from taichi_syncnerf.kernels.plane_regularizers import l1_time_planes, plane_tv, time_smoothness
 from taichi_syncnerf.kernels.planes import PlaneEncoder
 from taichi_syncnerf.kernels.sh import sh_encode
 
@@ -44,8 +43,10 @@ class _Component:
 
 def _regularize_planes(encoder, tv: float, smooth: float, l1: float) -> dict:
     out = {}
-    if not isinstance(encoder, PlaneEncoder):
+    if not isinstance(encoder, PlaneEncoder) or not (tv or smooth or l1):
         return out
+    from taichi_syncnerf.kernels.plane_regularizers import l1_time_planes, plane_tv, time_smoothness
+
     if tv:
         out["plane_tv"] = plane_tv(encoder, tv)
     if encoder.dims == 4:

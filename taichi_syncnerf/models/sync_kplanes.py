@@ -20,7 +20,7 @@ import taichi as ti
 
 from taichi_syncnerf.kernels import points as glue
 from taichi_syncnerf.kernels.adam import Adam
-from taichi_syncnerf.kernels.ray_losses import distortion_loss, interlevel_loss, mse_loss
+from taichi_syncnerf.kernels import ray_losses
 from taichi_syncnerf.kernels.render import VolumeRenderer
 from taichi_syncnerf.kernels.sampling import RaySampler
 from taichi_syncnerf.models.fields import DensityField, RadianceField
@@ -44,6 +44,7 @@ class SyncKPlanes:
         bbox = np.asarray(m["bbox"] if m["bbox"] is not None else bbox, dtype=np.float64).reshape(2, 3)
         self.box_lo, self.box_hi = bbox[0].tolist(), bbox[1].tolist()
         self.background = [float(v) for v in background]
+        self.threshold = float(cfg["train"]["early_stop_transmittance"])
         self.max_rays = int(max_rays)
         seed = int(cfg["train"]["seed"])
         self.sync = bool(m["sync"])
@@ -88,7 +89,7 @@ class SyncKPlanes:
         groups = []
         for name, comp in self.components().items():
             for pname, f in comp.named_params().items():
-                groups.append({"name": f"{name}/{pname}", "param": f, "lr": lr})
+                groups.append({"name": f"{name}.{pname}", "param": f, "lr": lr})
         groups.append({"name": "offsets", "param": self.offsets.params, "lr": lr * float(o["lr_scale"]),
                        "frozen": not self.sync})
         self.base_lr = {g["name"]: g["lr"] for g in groups}
@@ -124,7 +125,10 @@ class SyncKPlanes:
         self.offsets.params.from_numpy(arrays["offsets/params"].astype(np.float64))
         if optimizer:
             state = {k[len("adam/"):]: v for k, v in arrays.items() if k.startswith("adam/")}
-            self.optimizer.load_state_dict(state)
+            try:
+                self.optimizer.load_state_dict(state)
+            except ValueError as e:
+                raise UserError(f"{where}: {e}") from None
 
     # ------------------------------------------------------------------ rays
 
@@ -167,7 +171,7 @@ class SyncKPlanes:
                                 smp.t0, smp.t1, smp.ray_start, smp.ray_count, pts, n_rays,
                                 self.box_lo, self.box_hi, self.sync)
             prop.forward(pts, smp.n_samples)
-            self.prop_renderers[i].forward(prop.sigma, None, smp, n_rays)
+            self.prop_renderers[i].forward(smp, prop.sigma, None, n_rays)
             nxt = self.samplers[i + 1]
             n_next = self.prop_samples[i + 1] if i + 1 < len(self.prop_samples) else self.n_samples
             nxt.importance(smp, self.prop_renderers[i].weights, n_rays, n_next, spacing=self.spacing,
@@ -180,7 +184,8 @@ class SyncKPlanes:
                             self.box_lo, self.box_hi, self.sync)
         self.field.encode_directions(self.view_dirs, n_rays)
         self.field.forward(self.pts, smp.ray_id, smp.n_samples)
-        self.renderer.forward(self.field.sigma, self.field.rgb, smp, n_rays, background=self.background)
+        self.renderer.forward(smp, self.field.sigma, self.field.rgb, n_rays, background=self.background,
+                             threshold=self.threshold)
 
     def render_rays(self, n_rays: int) -> np.ndarray:
         """Colour (n_rays, 3) of the rays loaded with :meth:`load_rays` (deterministic sampling)."""
@@ -192,21 +197,31 @@ class SyncKPlanes:
 
     def train_step(self, n_rays: int, step: int, lr_scale: float, offsets_frozen: bool,
                    offsets_only: bool = False) -> dict:
+        """Loss, gradients and one optimiser step on the rays loaded with :meth:`load_rays`."""
+        stats = self.forward_backward(n_rays, seed=step + 1, jitter=True, offsets_frozen=offsets_frozen,
+                                      offsets_only=offsets_only)
+        self._optimizer_step(lr_scale, offsets_frozen, offsets_only)
+        return stats
+
+    def forward_backward(self, n_rays: int, seed: int, jitter: bool, offsets_frozen: bool = False,
+                         offsets_only: bool = False) -> dict:
+        """Total loss (``stats["loss"]``) and its gradient ACCUMULATED into every parameter group."""
         reg = self.cfg["regularizers"]
-        self._sample(n_rays, jitter=True, seed=step + 1)
+        self._sample(n_rays, jitter=jitter, seed=seed)
         self._field_forward(n_rays)
         smp = self.samplers[-1]
         stats = {}
-        mse = mse_loss(self.renderer.colour, self.target, n_rays)
+        mse = ray_losses.mse(self.renderer.colour, self.target, n_rays)
         stats["mse"] = mse
         stats["psnr"] = -10.0 * math.log10(max(mse, 1e-12))
         # distortion and interlevel work on the final weights
         smp.normalized_coords(self.near_f, self.far_f, self.spacing)
-        self.renderer.weights.grad.fill(0.0)
         if reg["distortion"] > 0:
-            stats["distortion"] = distortion_loss(self.renderer.weights, smp, n_rays, reg["distortion"])
+            stats["distortion"] = ray_losses.distortion(self.renderer.weights, smp, n_rays,
+                                                        scale=float(reg["distortion"]))
         loss = mse + stats.get("distortion", 0.0)
-        self.renderer.backward(self.field.sigma, self.field.rgb, smp, n_rays)
+        self.renderer.backward(smp, self.field.sigma, self.field.rgb, n_rays, d_colour=True,
+                               d_weights="distortion" in stats)
         self.field.backward(self.pts, smp.n_samples, coord_grad=self.sync)
         if self.sync:
             glue.points_backward(self.pts, self.ray_cam, self.offsets.params, smp.ray_start, smp.ray_count,
@@ -215,9 +230,9 @@ class SyncKPlanes:
         for i, prop in enumerate(self.proposals):
             psmp = self.samplers[i]
             prend = self.prop_renderers[i]
-            prend.weights.grad.fill(0.0)
-            inter += interlevel_loss(self.renderer.weights, smp, prend.weights, psmp, n_rays, reg["interlevel"])
-            prend.backward(prop.sigma, None, psmp, n_rays)
+            inter += ray_losses.interlevel(smp, self.renderer.weights, psmp, prend.weights, n_rays,
+                                           scale=float(reg["interlevel"]))
+            prend.backward(psmp, prop.sigma, None, n_rays, d_colour=False, d_weights=True)
             prop.backward(self.prop_pts[i], psmp.n_samples, coord_grad=self.sync)
             if self.sync:
                 glue.points_backward(self.prop_pts[i], self.ray_cam, self.offsets.params, psmp.ray_start,
@@ -238,7 +253,6 @@ class SyncKPlanes:
             loss += stats["offsets_l1"]
         self.offsets.apply_mask_to_grad()
         stats["loss"] = loss
-        self._optimizer_step(lr_scale, offsets_frozen, offsets_only)
         return stats
 
     def _optimizer_step(self, lr_scale: float, offsets_frozen: bool, offsets_only: bool) -> None:
@@ -251,4 +265,4 @@ class SyncKPlanes:
         self.optimizer.step()
 
     def current_lrs(self) -> dict:
-        return {"lr": self.lrs["field/encoder"], "lr_offsets": self.lrs["offsets"]}
+        return {"lr": self.lrs["field.encoder"], "lr_offsets": self.lrs["offsets"]}

@@ -1,0 +1,71 @@
+"""Rays for training and evaluation, drawn from a dataset."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from taichi_syncnerf.data.dataset import Dataset, load_dataset
+from taichi_syncnerf.errors import UserError
+
+
+class RaySource:
+    """A dataset seen as rays: batches for training, whole images for evaluation."""
+
+    def __init__(self, dataset: Dataset):
+        self.ds = dataset
+        self.n_cameras = dataset.n_cameras
+        self.n_frames = dataset.n_frames
+        self.test_index = dataset.test_index
+        self.train_indices = np.asarray(dataset.train_indices)
+        self.ndc = dataset.ndc
+        self.near, self.far = float(dataset.near), float(dataset.far)
+        self.bbox = np.asarray(dataset.bbox, np.float64)
+        self.background = np.asarray(dataset.background, np.float64)
+        self.camera_names = list(dataset.camera_names)
+        self.fps = float(dataset.fps)
+        self.width, self.height = int(dataset.width), int(dataset.height)
+        self.offsets_gt = dataset.offsets_gt_frames
+
+    @classmethod
+    def open(cls, data_dir, cfg: dict, progress: bool = True) -> "RaySource":
+        d = cfg["data"]
+        if data_dir is None:
+            raise UserError("no dataset: give --data DIR or set data.path in the config")
+        ds = load_dataset(Path(data_dir), downsample=int(d["downsample"]), max_frames=d["max_frames"],
+                          test_camera=d["test_camera"], background=d["background"], progress=progress)
+        ds.ensure_cache(progress=progress)
+        return cls(ds)
+
+    def sample_batch(self, rng: np.random.Generator, n: int, mode: str, cameras=None) -> dict:
+        weights = None if mode == "uniform" else mode
+        b = self.ds.sample_batch(rng, n, cameras=cameras, weights=weights, dtype=np.float64)
+        o, d = self.ds.rays(b.cam, b.x, b.y)
+        return {"origins": o, "dirs": d, "view_dirs": d, "times": np.asarray(b.t, np.float64),
+                "cams": np.asarray(b.cam, np.int32), "rgb": b.rgb, "frames": b.frame}
+
+    def image_rays(self, cam: int, frame: int, c2w=None) -> dict:
+        """Every pixel of one frame of camera ``cam`` (row-major), optionally from another pose."""
+        if c2w is None:
+            o, d = self.ds.camera_rays(cam)
+        else:
+            o, d = self.pose_rays(cam, c2w)
+        n = len(o)
+        return {"origins": o, "dirs": d, "view_dirs": d,
+                "times": np.full(n, float(self.ds.time_of_frame(frame))),
+                "cams": np.full(n, cam, np.int32)}
+
+    def pose_rays(self, cam: int, c2w) -> tuple[np.ndarray, np.ndarray]:
+        """Every pixel's ray for camera ``cam``'s intrinsics placed at pose ``c2w`` (3, 4)."""
+        from taichi_syncnerf.data.cameras import generate_rays, ndc_rays, pixel_grid
+        from taichi_syncnerf.data.dataset import NDC_NEAR_PLANE
+
+        intr = self.ds.intrinsics[cam]
+        x, y = pixel_grid(self.width, self.height)
+        o, d = generate_rays(intr, np.asarray(c2w, np.float64)[:3, :4], x, y, normalize=not self.ndc)
+        if self.ndc:
+            o, d = ndc_rays(intr, NDC_NEAR_PLANE, o, d)
+        return o, d
+
+    def image(self, cam: int, frame: int) -> np.ndarray:
+        return self.ds.image(cam, frame, dtype=np.float64)

@@ -1,0 +1,65 @@
+"""Videos from a trained run: a dataset view beside its ground truth, or a spiral path."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from taichi_syncnerf.errors import UserError
+
+
+def _to_u8(img: np.ndarray) -> np.ndarray:
+    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def error_image(pred: np.ndarray, gt: np.ndarray, gain: float = 4.0) -> np.ndarray:
+    """Mean absolute error per pixel, amplified by ``gain``, as a grey image."""
+    e = np.clip(np.abs(pred - gt).mean(-1, keepdims=True) * gain, 0.0, 1.0)
+    return np.repeat(e, 3, axis=-1)
+
+
+def render_video(run, split: str = "test", path_kind: str = "dataset", time_mode="sweep", n_frames=None,
+                 out=None, png_dir=None, progress: bool = True) -> Path:
+    from tqdm import tqdm
+
+    from taichi_syncnerf.data.video import write_video
+    from taichi_syncnerf.evaluate import open_run, render_image
+
+    run = Path(run)
+    cfg, source, model, _ = open_run(run)
+    cam = source.test_index if split == "test" else int(source.train_indices[0])
+    F = source.n_frames
+    if time_mode == "sweep":
+        count = int(n_frames) if n_frames else (F if path_kind == "dataset" else 120)
+        if count < 1:
+            raise UserError("--frames must be >= 1")
+        times = np.linspace(0, F - 1, count)
+        if path_kind == "dataset":
+            times = np.unique(times.round().astype(int))
+    else:
+        if not 0 <= float(time_mode) <= F - 1:
+            raise UserError(f"--time {time_mode} is outside the video's frames 0..{F - 1}")
+        count = int(n_frames) if n_frames else (1 if path_kind == "dataset" else 120)
+        times = np.full(count, float(time_mode))
+    poses = source.ds.render_path(len(times)) if path_kind == "spiral" else None
+    name = f"{split}_{path_kind}_{'sweep' if time_mode == 'sweep' else f't{float(time_mode):g}'}.mp4"
+    out = Path(out) if out else run / "renders" / name
+    if png_dir:
+        Path(png_dir).mkdir(parents=True, exist_ok=True)
+    frames = []
+    for i, f in enumerate(tqdm(times, disable=not progress, desc="render", dynamic_ncols=True)):
+        rays = source.image_rays(cam, float(f), None if poses is None else poses[i])
+        pred = render_image(model, rays, source.height, source.width)
+        if path_kind == "dataset":
+            gt = source.image(cam, int(round(f)))
+            img = np.concatenate([pred, gt, error_image(pred, gt)], axis=1)
+        else:
+            img = pred
+        u8 = _to_u8(img)
+        frames.append(u8)
+        if png_dir:
+            import imageio.v3 as iio
+
+            iio.imwrite(Path(png_dir) / f"{i:05d}.png", u8)
+    write_video(out, np.stack(frames), fps=source.fps)
+    return out
