@@ -115,11 +115,15 @@ def plot_offsets(
 
     from matplotlib import colormaps
 
-    cmap = colormaps["tab10" if k <= 10 else "tab20"]
+    if k <= 20:  # qualitative palette; past 20 cameras sample a continuous map so colours stay distinct
+        cmap = colormaps["tab10" if k <= 10 else "tab20"]
+        colors = [cmap(j) for j in range(k)]
+    else:
+        colors = [colormaps["turbo"](x) for x in np.linspace(0.05, 0.95, k)]
     fig = _new_figure(8.0 + 1.2 * math.ceil(k / _LEGEND_ROWS), 5.0)
     ax = fig.subplots()
     for j in range(k):
-        color = cmap(j % cmap.N)
+        color = colors[j]
         ax.plot(steps, off[:, j], color=color, lw=1.2, label=names[j])
         if gt is not None:
             ax.axhline(float(gt[j]), color=color, lw=1.0, ls="--", alpha=0.8)
