@@ -25,11 +25,3 @@ def points_backward(pts_grad, ray_cam, n_cams, ray_start, ray_count):
 
 def color_input_forward(sh, dout, sample_ray, n_sh, n_geo):
     return np.concatenate([sh[sample_ray, :n_sh], dout[:, 1:1 + n_geo]], axis=1)
-
-
-def density_forward(dout, bias):
-    return np.exp(np.minimum(dout[:, 0] + bias, 15.0))
-
-
-def sigmoid_forward(x):
-    return 1.0 / (1.0 + np.exp(-x))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import taichi as ti
 
+from taichi_syncnerf.kernels import losses as act
 from taichi_syncnerf.kernels import points as glue
 from taichi_syncnerf.kernels.hashgrid import HashGridEncoder
 from taichi_syncnerf.kernels.mlp import MLP
@@ -45,7 +46,7 @@ def _regularize_planes(encoder, tv: float, smooth: float, l1: float) -> dict:
     out = {}
     if not isinstance(encoder, PlaneEncoder) or not (tv or smooth or l1):
         return out
-    from taichi_syncnerf.kernels.plane_regularizers import l1_time_planes, plane_tv, time_smoothness
+    from taichi_syncnerf.kernels.plane_regularizers import plane_tv, time_l1, time_smoothness
 
     if tv:
         out["plane_tv"] = plane_tv(encoder, tv)
@@ -53,7 +54,7 @@ def _regularize_planes(encoder, tv: float, smooth: float, l1: float) -> dict:
         if smooth:
             out["time_smoothness"] = time_smoothness(encoder, smooth)
         if l1:
-            out["l1_time_planes"] = l1_time_planes(encoder, l1)
+            out["l1_time_planes"] = time_l1(encoder, l1)
     return out
 
 
@@ -83,10 +84,10 @@ class DensityField(_Component):
     def forward(self, pts, n: int) -> None:
         self.encoder.forward(pts, self.feat, n)
         self.mlp.forward(self.feat, self.raw, n)
-        glue.density_forward(self.raw, self.sigma, n, self.bias)
+        act.trunc_exp_forward(self.raw, self.sigma, n, bias=self.bias)
 
     def backward(self, pts, n: int, coord_grad: bool = True) -> None:
-        glue.density_backward(self.raw, self.sigma, n, self.bias)
+        act.trunc_exp_backward(self.raw, self.sigma, n, bias=self.bias)
         self.mlp.backward(self.feat, self.raw, n, input_grad=True)
         self.encoder.backward(pts, self.feat, n, coord_grad=coord_grad)
 
@@ -128,15 +129,15 @@ class RadianceField(_Component):
     def forward(self, pts, sample_ray, n: int) -> None:
         self.encoder.forward(pts, self.feat, n)
         self.density_mlp.forward(self.feat, self.dout, n)
-        glue.density_forward(self.dout, self.sigma, n, self.bias)
+        act.trunc_exp_forward(self.dout, self.sigma, n, bias=self.bias)
         glue.color_input_forward(self.sh, self.dout, sample_ray, self.cin, n, self.n_sh, self.n_geo)
         self.color_mlp.forward(self.cin, self.craw, n)
-        glue.sigmoid_forward(self.craw, self.rgb, n, 3)
+        act.sigmoid_forward(self.craw, self.rgb, n)
 
     def backward(self, pts, n: int, coord_grad: bool = True) -> None:
-        glue.sigmoid_backward(self.craw, self.rgb, n, 3)
+        act.sigmoid_backward(self.craw, self.rgb, n)
         self.color_mlp.backward(self.cin, self.craw, n, input_grad=True)
-        glue.density_backward(self.dout, self.sigma, n, self.bias)
+        act.trunc_exp_backward(self.dout, self.sigma, n, bias=self.bias)
         glue.color_input_backward(self.dout, self.cin, n, self.n_sh, self.n_geo)
         self.density_mlp.backward(self.feat, self.dout, n, input_grad=True)
         self.encoder.backward(pts, self.feat, n, coord_grad=coord_grad)

@@ -9,6 +9,8 @@ Convention of the reported values: "frame f of camera k shows scene time f + off
 import numpy as np
 import taichi as ti
 
+from taichi_syncnerf.kernels.losses import offset_l1
+
 
 def frame_unit(n_frames: int) -> float:
     """Normalised time units per frame for a video of ``n_frames`` frames."""
@@ -30,18 +32,18 @@ class TimeOffsets:
         self.n_cameras = int(n_cameras)
         self.n_frames = int(n_frames)
         self.params = ti.field(float, shape=self.n_cameras, needs_grad=True)
-        self.mask = ti.field(float, shape=self.n_cameras)
+        self.mask = ti.field(ti.i32, shape=self.n_cameras)
         rng = np.random.default_rng(seed)
         init = rng.normal(init_mean, init_std, size=self.n_cameras) * trainable
         self.params.from_numpy(init.astype(np.float64))
-        self.mask.from_numpy(trainable.astype(np.float64))
+        self.mask.from_numpy(trainable.astype(np.int32))
 
     @property
     def trainable(self) -> np.ndarray:
-        return self.mask.to_numpy() > 0.5
+        return self.mask.to_numpy() != 0
 
     def set_trainable(self, trainable) -> None:
-        self.mask.from_numpy(np.asarray(trainable, dtype=np.float64))
+        self.mask.from_numpy(np.asarray(trainable, dtype=bool).astype(np.int32))
 
     def normalised(self) -> np.ndarray:
         return self.params.to_numpy().astype(np.float64)
@@ -57,22 +59,7 @@ class TimeOffsets:
         """L1 penalty on the trainable offsets; ACCUMULATES its gradient into ``params.grad``."""
         if weight == 0.0:
             return 0.0
-        return float(self._l1(float(weight)))
-
-    @ti.kernel
-    def _l1(self, weight: float) -> float:
-        total = 0.0
-        for k in range(self.n_cameras):
-            v = self.params[k]
-            m = self.mask[k]
-            total += weight * m * ti.abs(v)
-            sgn = 0.0
-            if v > 0.0:
-                sgn = 1.0
-            elif v < 0.0:
-                sgn = -1.0
-            self.params.grad[k] += weight * m * sgn
-        return total
+        return offset_l1(self.params, float(weight), self.mask)
 
     @ti.kernel
     def apply_mask_to_grad(self):

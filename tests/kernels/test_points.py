@@ -56,7 +56,7 @@ def test_points_forward_and_offset_gradient(rng, use_offsets):
             assert (lp - lm) / (2 * eps) == pytest.approx(want_g[k], rel=1e-6, abs=1e-8)
 
 
-def test_color_input_density_sigmoid(rng):
+def test_color_input(rng):
     S, R, n_sh, n_geo = 11, 4, 4, 3
     sh = rng.normal(size=(R, 16))
     dout = rng.normal(size=(S, 1 + n_geo)) * 3
@@ -71,25 +71,3 @@ def test_color_input_density_sigmoid(rng):
     points.color_input_backward(f_dout, cin, S, n_sh, n_geo)
     want = np.full_like(dout, 7.0); want[:, 1:] = gc[:, n_sh:]
     np.testing.assert_allclose(f_dout.grad.to_numpy(), want)
-
-    # density activation: value and finite-difference derivative (away from the clamp at 15)
-    sigma = ti.field(float, shape=S, needs_grad=True)
-    points.density_forward(f_dout, sigma, S, -1.0)
-    np.testing.assert_allclose(sigma.to_numpy(), ref.density_forward(dout, -1.0), rtol=1e-12)
-    gs = rng.normal(size=S)
-    sigma.grad.from_numpy(gs)
-    points.density_backward(f_dout, sigma, S, -1.0)
-    eps = 1e-6
-    fd = (ref.density_forward(dout + eps, -1.0) - ref.density_forward(dout - eps, -1.0)) / (2 * eps) * gs
-    np.testing.assert_allclose(f_dout.grad.to_numpy()[:, 0], fd, rtol=1e-6)
-
-    x = field(rng.normal(size=(S, 3)) * 2, grad=True)
-    y = ti.field(float, shape=(S, 3), needs_grad=True)
-    points.sigmoid_forward(x, y, S, 3)
-    np.testing.assert_allclose(y.to_numpy(), ref.sigmoid_forward(x.to_numpy()), rtol=1e-12)
-    gy = rng.normal(size=(S, 3))
-    y.grad.from_numpy(gy)
-    points.sigmoid_backward(x, y, S, 3)
-    xv = x.to_numpy()
-    fd = (ref.sigmoid_forward(xv + eps) - ref.sigmoid_forward(xv - eps)) / (2 * eps) * gy
-    np.testing.assert_allclose(x.grad.to_numpy(), fd, rtol=1e-6, atol=1e-10)

@@ -1,0 +1,221 @@
+"""Adam over parameter groups of flat Taichi fields, with gradient zeroing fused into the update.
+
+Each group is one flat field ``param`` (shape ``(P,)``, ``needs_grad=True``) with its own learning
+rate, betas, eps, step counter and ``frozen`` switch, and optionally a per-element mask (entries
+with mask 0 are held fixed: no update, no moment change; e.g. the reference camera's time offset).
+The update is PyTorch's Adam (no weight decay, no amsgrad)::
+
+    m = b1 m + (1 - b1) g ;  v = b2 v + (1 - b2) g^2 ;  t = group step count (after increment)
+    p -= lr * lr_scale / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+
+``step()`` updates every non-frozen group and zeroes every group's gradient (frozen ones too) in
+the same kernel pass. The kernel compiles once per distinct field (Taichi ``ti.template()``), which
+is fine for the handful of groups of a model.
+
+Example::
+
+    opt = Adam([ParamGroup("field", model.params, lr=1e-2),
+                ParamGroup("offsets", offsets, lr=1e-3, mask=trainable_cams)])
+    ... backward passes accumulate into model.params.grad, offsets.grad ...
+    opt.step(lr_scale=schedule(step))
+    np.savez(path, **opt.state_dict())
+"""
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Tuple
+
+import numpy as np
+import taichi as ti
+
+STATE_VERSION = 1
+
+
+@dataclass
+class ParamGroup:
+    """One optimised flat field. ``mask``: optional bool/int array (P,); 0 holds an entry fixed."""
+
+    name: str
+    param: Any
+    lr: float
+    betas: Tuple[float, float] = (0.9, 0.99)
+    eps: float = 1e-15
+    frozen: bool = False
+    mask: Optional[np.ndarray] = None
+
+
+@ti.kernel
+def _adam_update(p: ti.template(), m: ti.template(), v: ti.template(), mask: ti.template(),
+                 use_mask: ti.template(), step_size: float, b1: float, b2: float,
+                 inv_sqrt_bc2: float, eps: float):
+    for i in p:
+        g = p.grad[i]
+        p.grad[i] = 0.0
+        active = 1
+        if ti.static(use_mask):
+            active = mask[i]
+        if active != 0:
+            mi = b1 * m[i] + (1.0 - b1) * g
+            vi = b2 * v[i] + (1.0 - b2) * g * g
+            m[i] = mi
+            v[i] = vi
+            p[i] -= step_size * mi / (ti.sqrt(vi) * inv_sqrt_bc2 + eps)
+
+
+@ti.kernel
+def _zero_grad(p: ti.template()):
+    for i in p:
+        p.grad[i] = 0.0
+
+
+def _has_grad(field) -> bool:
+    try:
+        return bool(field.snode.ptr.has_adjoint())
+    except AttributeError:
+        return False
+
+
+class _State:
+    def __init__(self, group: ParamGroup):
+        p = group.param
+        if len(p.shape) != 1:
+            raise ValueError(f"group {group.name!r}: param must be a flat 1-D field, got shape {p.shape}")
+        if not _has_grad(p):
+            raise ValueError(f"group {group.name!r}: param field needs needs_grad=True")
+        b1, b2 = group.betas
+        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0) or group.eps < 0 or group.lr < 0:
+            raise ValueError(f"group {group.name!r}: need 0 <= betas < 1, eps >= 0, lr >= 0")
+        self.group = group
+        self.size = p.shape[0]
+        self.m = ti.field(p.dtype, shape=self.size)
+        self.v = ti.field(p.dtype, shape=self.size)
+        self.step = 0
+        self.mask = None
+        if group.mask is not None:
+            self.set_mask(group.mask)
+
+    def set_mask(self, mask) -> None:
+        if mask is None:
+            self.mask = None
+            return
+        mask = np.asarray(mask)
+        if mask.shape != (self.size,):
+            raise ValueError(f"group {self.group.name!r}: mask shape {mask.shape} != ({self.size},)")
+        if self.mask is None:
+            self.mask = ti.field(ti.i32, shape=self.size)
+        self.mask.from_numpy((mask != 0).astype(np.int32))
+
+
+class Adam:
+    """Adam over named parameter groups (see the module docstring).
+
+    groups: sequence of :class:`ParamGroup` (or dicts with the same keys); names must be unique
+        and may not contain ``/``.
+    """
+
+    def __init__(self, groups: Sequence):
+        self._states = {}
+        seen = set()
+        for g in groups:
+            g = g if isinstance(g, ParamGroup) else ParamGroup(**g)
+            if not g.name or "/" in g.name or g.name in self._states:
+                raise ValueError(f"group names must be unique, non-empty and without '/': {g.name!r}")
+            if id(g.param) in seen:
+                raise ValueError(f"group {g.name!r}: field already belongs to another group")
+            seen.add(id(g.param))
+            self._states[g.name] = _State(g)
+
+    # ------------------------------------------------------------------ access
+    @property
+    def names(self):
+        return list(self._states)
+
+    def group(self, name: str) -> ParamGroup:
+        return self._get(name).group
+
+    def step_count(self, name: str) -> int:
+        return self._get(name).step
+
+    def _get(self, name: str) -> _State:
+        if name not in self._states:
+            raise KeyError(f"no parameter group {name!r}; groups: {', '.join(self._states)}")
+        return self._states[name]
+
+    def set_lr(self, name: str, lr: float) -> None:
+        if lr < 0:
+            raise ValueError(f"learning rate must be >= 0, got {lr}")
+        self._get(name).group.lr = float(lr)
+
+    def freeze(self, name: str, frozen: bool = True) -> None:
+        self._get(name).group.frozen = bool(frozen)
+
+    def set_mask(self, name: str, mask) -> None:
+        """Per-element mask (P,) for group ``name``; 0 holds the entry fixed. ``None`` clears it."""
+        self._get(name).set_mask(mask)
+
+    # ------------------------------------------------------------------ updates
+    def step(self, lr_scale: float = 1.0) -> None:
+        """One Adam step on every non-frozen group (learning rate ``lr * lr_scale``); zeroes the
+        gradients of ALL groups."""
+        if lr_scale < 0:
+            raise ValueError(f"lr_scale must be >= 0, got {lr_scale}")
+        for s in self._states.values():
+            g = s.group
+            if g.frozen:
+                _zero_grad(g.param)
+                continue
+            s.step += 1
+            b1, b2 = g.betas
+            step_size = g.lr * lr_scale / (1.0 - b1**s.step)
+            inv_sqrt_bc2 = 1.0 / np.sqrt(1.0 - b2**s.step)
+            mask = s.mask if s.mask is not None else g.param
+            _adam_update(g.param, s.m, s.v, mask, s.mask is not None, step_size, b1, b2,
+                         inv_sqrt_bc2, g.eps)
+
+    def zero_grad(self) -> None:
+        for s in self._states.values():
+            _zero_grad(s.group.param)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        """Plain data for ``np.savez``: ``{name}/m``, ``{name}/v`` arrays, ``{name}/step`` int,
+        ``{name}/lr`` float, ``{name}/frozen`` bool, and ``adam_version``."""
+        out = {"adam_version": STATE_VERSION}
+        for name, s in self._states.items():
+            out[f"{name}/m"] = s.m.to_numpy()
+            out[f"{name}/v"] = s.v.to_numpy()
+            out[f"{name}/step"] = int(s.step)
+            out[f"{name}/lr"] = float(s.group.lr)
+            out[f"{name}/frozen"] = bool(s.group.frozen)
+        return out
+
+    def load_state_dict(self, state) -> None:
+        """Restore from :meth:`state_dict` output (values may be 0-d numpy arrays, as from
+        ``np.load``). The groups must match by name and size; raises ``ValueError`` otherwise."""
+        version = int(np.asarray(state.get("adam_version", -1)))
+        if version != STATE_VERSION:
+            raise ValueError(f"optimizer state version {version} is not {STATE_VERSION}")
+        names = {k.split("/", 1)[0] for k in state if "/" in k}
+        if names != set(self._states):
+            raise ValueError(f"optimizer state has groups {sorted(names)}, expected {sorted(self._states)}")
+        for name, s in self._states.items():
+            try:
+                m, v = np.asarray(state[f"{name}/m"]), np.asarray(state[f"{name}/v"])
+                step = int(np.asarray(state[f"{name}/step"]))
+                lr = float(np.asarray(state[f"{name}/lr"]))
+                frozen = bool(np.asarray(state[f"{name}/frozen"]))
+            except KeyError as e:
+                raise ValueError(f"optimizer state misses {e.args[0]!r}") from None
+            if m.shape != (s.size,) or v.shape != (s.size,):
+                raise ValueError(f"group {name!r}: state size {m.shape} does not match ({s.size},)")
+            if step < 0:
+                raise ValueError(f"group {name!r}: negative step count {step}")
+        for name, s in self._states.items():
+            dtype = _np_dtype(s.m)
+            s.m.from_numpy(np.asarray(state[f"{name}/m"]).astype(dtype))
+            s.v.from_numpy(np.asarray(state[f"{name}/v"]).astype(dtype))
+            s.step = int(np.asarray(state[f"{name}/step"]))
+            s.group.lr = float(np.asarray(state[f"{name}/lr"]))
+            s.group.frozen = bool(np.asarray(state[f"{name}/frozen"]))
+
+
+def _np_dtype(field):
+    return np.float64 if field.dtype == ti.f64 else np.float32

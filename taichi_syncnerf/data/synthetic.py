@@ -1,0 +1,184 @@
+"""Generate a synthetic dynamic multi-view capture with known per-camera time offsets.
+
+Camera k's frame f shows scene time ``(f + offsets_frames[k]) / fps`` seconds, with offsets drawn
+from N(0, offset_sigma) frames (fractional; rounded to 1e-3 frame; sigma 0 gives a synchronised
+capture). The dataset is written in the real layout (see :mod:`.scene_writer`) with H.264 videos.
+
+Example::
+
+    gt = make_scene("data/toy", layout="n3dv", cameras=6, frames=30, size=(128, 96))
+    gt["offsets_frames"]        # one value per camera, camera order
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from taichi_syncnerf.data import scene_writer as sw
+from taichi_syncnerf.data.synth_render import ViewRenderer
+from taichi_syncnerf.data.synth_rig import Camera, blender_rig, n3dv_rig
+from taichi_syncnerf.data.synth_scene import default_scene
+from taichi_syncnerf.data.video import DEFAULT_CRF, VideoWriter
+from taichi_syncnerf.errors import UserError
+from taichi_syncnerf.io_utils import write_json_atomic
+
+LAYOUTS = ("n3dv", "blender")
+
+
+def draw_offsets(cameras: int, sigma: float, seed: int) -> np.ndarray:
+    """Per-camera offsets in frames: N(0, sigma) from ``default_rng(seed)``, rounded to 1e-3."""
+    rng = np.random.default_rng(seed)
+    return np.round(rng.normal(0.0, float(sigma), int(cameras)), 3) + 0.0   # + 0.0: no -0.0
+
+
+def scene_rig(layout: str, cameras: int, width: int, height: int) -> list[Camera]:
+    """The camera rig of a layout (camera 0 is the test camera)."""
+    return (n3dv_rig if layout == "n3dv" else blender_rig)(cameras, width, height)
+
+
+def default_workers(cameras: int, pixels: int) -> int:
+    """Cameras rendered in parallel: half the cores (ffmpeg encodes beside each renderer),
+    at most one per camera, and none for tiny images where start-up costs dominate."""
+    if pixels < 256 * 256:
+        return 1
+    return max(1, min(cameras, (os.cpu_count() or 1) // 2))
+
+
+def render_camera(scene, camera: Camera, video: Path, png_dir: Path | None, times: np.ndarray,
+                  fps: float, supersample: int, crf: int, on_frame=None) -> tuple[float, float]:
+    """Render one camera's video (and PNGs) at the given scene times (seconds, (F,)).
+
+    Returns the (near, far) depth range of the content it sees.
+    """
+    renderer = ViewRenderer(scene, camera, supersample)
+    with VideoWriter(video, camera.width, camera.height, fps, crf=crf) as writer:
+        for f, t in enumerate(times):
+            if png_dir is None:
+                writer.write(renderer.render_uint8(float(t)))    # white behind objects
+            else:
+                rgb, alpha = renderer.render(float(t))           # premultiplied
+                writer.write(sw.to_uint8(rgb + (1.0 - alpha)[..., None]))
+                straight = rgb / np.maximum(alpha, 1e-6)[..., None]
+                rgba = np.concatenate([straight, alpha[..., None]], -1)
+                sw.write_rgba_png(png_dir / f"{f:04d}.png", sw.to_uint8(rgba))
+            if on_frame is not None:
+                on_frame()
+    return renderer.depth_range(times)
+
+
+def _render_parallel(jobs: list, workers: int, bounds: np.ndarray, bar) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(render_camera, **job): k for k, job in enumerate(jobs)}
+        try:
+            for fut in as_completed(futures):
+                bounds[futures[fut]] = fut.result()
+                bar.update(len(jobs[futures[fut]]["times"]))
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
+def _check(layout, cameras, frames, size, fps, offset_sigma, png) -> tuple[int, int]:
+    if layout not in LAYOUTS:
+        raise UserError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if int(cameras) < 2:
+        raise UserError(f"cameras must be at least 2, got {cameras}")
+    if int(frames) < 2:
+        raise UserError(f"frames must be at least 2, got {frames}")
+    w, h = (int(v) for v in size)
+    if w < 8 or h < 8:
+        raise UserError(f"size must be at least 8x8 pixels, got {w}x{h}")
+    if not float(fps) > 0:
+        raise UserError(f"fps must be positive, got {fps}")
+    if not float(offset_sigma) >= 0:
+        raise UserError(f"offset sigma must be >= 0, got {offset_sigma}")
+    if png and layout != "blender":
+        raise UserError("PNG frames (frames_1/camXX/) exist only in the blender layout")
+    return w, h
+
+
+def make_scene(out_dir: str | os.PathLike, layout: str = "n3dv", cameras: int = 9,
+               frames: int = 60, size: tuple[int, int] = (128, 96), fps: float = 30.0,
+               offset_sigma: float = 3.0, seed: int = 0, progress: bool = True,
+               png: bool = False, overwrite: bool = False, supersample: int = 2,
+               crf: int = DEFAULT_CRF, workers: int | None = None) -> dict:
+    """Render and write a synthetic unsynchronised capture.
+
+    Args:
+        out_dir: output folder (must not exist, or be empty; ``overwrite`` replaces a dataset).
+        layout: "n3dv" (forward-facing rig, room background, ``poses_bounds.npy``) or "blender"
+            (cameras on a spherical cap, objects on transparent/white, ``transforms.json``).
+        cameras: number of cameras (>= 2); camera 0 is the test camera.
+        frames: frames per video.
+        size: (width, height) in pixels.
+        fps: frame rate; scene motion is defined in seconds.
+        offset_sigma: standard deviation of the offsets, in frames (0: synchronised).
+        seed: seed of the offsets.
+        progress: show a progress bar.
+        png: (blender only) also write RGBA PNGs ``frames_1/camXX/NNNN.png``.
+        overwrite: replace an existing dataset folder.
+        supersample: s x s rays per pixel (antialiasing).
+        crf: H.264 quality (lower is better).
+        workers: cameras rendered in parallel processes (None: :func:`default_workers`).
+
+    Returns:
+        The ground truth written to ``offsets_gt.json`` (keys ``fps``, ``frames``,
+        ``offsets_frames``, ``layout``, ``seed``, ...) plus ``path``.
+    """
+    w, h = _check(layout, cameras, frames, size, fps, offset_sigma, png)
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    cams = scene_rig(layout, int(cameras), w, h)
+    names = sw.camera_names(len(cams))
+    offsets = draw_offsets(len(cams), offset_sigma, seed)
+    scene = default_scene(background=(layout == "n3dv"))
+    staging = sw.begin_output(out, overwrite)
+    bounds = np.zeros((len(cams), 2))
+    jobs = [dict(scene=scene, camera=cam, video=staging / f"{name}.mp4",
+                 png_dir=(staging / "frames_1" / name) if png else None,
+                 times=(np.arange(int(frames)) + offsets[k]) / float(fps), fps=float(fps),
+                 supersample=supersample, crf=crf)
+            for k, (cam, name) in enumerate(zip(cams, names))]
+    n_workers = default_workers(len(cams), w * h) if workers is None else max(1, int(workers))
+    try:
+        with tqdm(total=len(cams) * int(frames), desc="make-scene", unit="frame",
+                  disable=not progress) as bar:
+            if n_workers == 1:
+                for k, job in enumerate(jobs):
+                    bounds[k] = render_camera(**job, on_frame=lambda: bar.update(1))
+            else:
+                _render_parallel(jobs, n_workers, bounds, bar)
+        c2w = np.stack([c.c2w for c in cams])
+        if layout == "n3dv":
+            hwf = np.array([[h, w, c.focal] for c in cams], np.float64)
+            sw.write_poses_bounds(staging / "poses_bounds.npy", sw.llff_rows(c2w, hwf, bounds))
+        else:
+            sw.write_transforms(staging / "transforms.json", c2w, w, h, cams[0].focal, names)
+        gt = {
+            "fps": float(fps),
+            "frames": int(frames),
+            "offsets_frames": [float(o) for o in offsets],
+            "layout": layout,
+            "seed": int(seed),
+            "offset_sigma": float(offset_sigma),
+            "cameras": len(cams),
+            "width": w,
+            "height": h,
+            "test_camera": 0,
+            "videos": [f"{n}.mp4" for n in names],
+            "scene_time_convention": sw.SCENE_TIME_CONVENTION,
+            "generator": "taichi-syncnerf make-scene",
+        }
+        write_json_atomic(staging / "offsets_gt.json", gt)
+        sw.finish_output(staging, out)
+    except BaseException:
+        sw.abort_output(staging)
+        raise
+    return dict(gt, path=str(out))
