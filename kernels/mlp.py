@@ -13,15 +13,21 @@ Initialisation is PyTorch's ``nn.Linear`` default: ``W`` and ``b`` uniform in
 
 How it runs (the same code on CPU and CUDA):
 
-* Internally every activation and gradient is stored FEATURE-MAJOR in one buffer of
-  ``ti.Vector(V)`` cells, row = feature, cell = ``V`` consecutive samples, so a layer is a
-  register-tiled matrix product: a thread owns ``V`` samples x ``_J`` neurons, loops over the
-  inputs with a dynamic loop and multiplies a broadcast weight by a contiguous sample vector.
-  The body is small and shape-free (widths are runtime arguments), so every layer of every
-  width shares one compiled kernel per destination and compiles in about a second.
-  The bias is folded in as an extra input: each activation block has a row of ones after it.
-* Lanes of samples ``>= n`` are written as 0 in every gradient row, so the reductions over
-  samples need no masks; the caller's fields are only touched on rows ``< n``.
+* Internally activations and gradients live in one buffer ``_buf[cell, row]`` of
+  ``ti.Vector(V)``: a cell is ``V`` consecutive samples, a row is one feature, and a cell's rows
+  are contiguous (one sweep per tile, few pages). A layer is then a register-tiled product: a
+  thread owns ``V`` samples x ``_J`` neurons, loops over the inputs with a dynamic loop and
+  multiplies a broadcast weight by a contiguous sample vector. The body is small and
+  shape-free (widths and offsets are runtime arguments), so all layers of an MLP share one
+  compiled instance per destination field (about 2 s each to compile, 6-8 s per MLP for
+  all its kernels; the offline cache removes this on later runs).
+  The bias is folded in as an extra input: each activation block has a row of ones after it,
+  hence the ``[W | b]`` parameter rows (weights are read as broadcast scalars, so their
+  orientation costs nothing; the input gradient reads the same rows with a stride).
+* Lanes of samples ``>= n`` of the last cell are filled with 0 when the caller's input and output
+  gradient are loaded, so every gradient lane ``>= n`` derived from them is exactly 0 (activation
+  lanes ``>= n`` hold finite junk) and the sums over samples need no masks. The caller's fields
+  are only touched on rows ``< n``.
 * Weight gradients: the samples are cut into blocks of ``_BLOCK_COLS * V`` (more for very wide
   layers, so the block sums stay under ``_PARTIAL_BUDGET`` entries); each thread sums one
   block's contribution to a ``_JW x _IW`` tile of ``[W | b]`` into ``partial[p, block]`` (each
@@ -73,7 +79,8 @@ def flatten(layers: Sequence[Tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
 
 @ti.func
 def _opaque_exit(k: int, never: int) -> bool:
-    # An exit LLVM cannot count (see the module docstring); false for never = -1.
+    # An exit LLVM cannot count (see the module docstring). With never = -1 it is always false:
+    # a square is never -1, even wrapped modulo 2^32 (squares are 0 or 1 modulo 4).
     return k * k == never
 
 
@@ -85,7 +92,10 @@ def _fill_row(buf: ti.template(), row: int, value: float):
 
 @ti.kernel
 def _rows_to_cols(src: ti.template(), buf: ti.template(), row0: int, width: int, n: int):
-    """buf[row0 + d, c][v] = src[c * V + v, d] for samples < n, else 0."""
+    """X(row0 + d, s) = src[s, d] for samples s < n; lanes s >= n of the last cell = 0.
+
+    X(r, s) denotes buf[s // V, r][s % V]; src is a caller's (>= n, width) field.
+    """
     ncols = (n + V - 1) // V
     for t in range(ncols * width):
         c = t // width
@@ -103,11 +113,12 @@ def _layer(params: ti.template(), base: int, stride_j: int, stride_k: int,
            buf: ti.template(), src_row: int, k_count: int,
            dst: ti.template(), row_major: ti.template(), dst_row: int, m: int,
            mode: int, mask_row: int, n: int, never: int):
-    """dst[j, s] = f(sum_k params[base + j * stride_j + k * stride_k] * buf[src_row + k, s]).
+    """Y(j, s) = f(sum_k params[base + j * stride_j + k * stride_k] * X(src_row + k, s)).
 
-    j < m, k < k_count, samples s < n. ``mode``: _LINEAR, _RELU, or _RELU_GRAD (multiply by
-    buf[mask_row + j, s] > 0). ``row_major``: dst is a caller's (N, D) field written at
-    dst[s, dst_row + j]; else dst is the internal buffer written at row dst_row + j.
+    j < m, k < k_count, samples s in the cells covering n (X(r, s) = buf[s // V, r][s % V]).
+    ``mode``: _LINEAR, _RELU, or _RELU_GRAD (times X(mask_row + j, s) > 0). ``row_major``: Y is
+    a caller's (>= n, D) field written at dst[s, dst_row + j] for s < n only; else Y is the
+    internal buffer, Y(j, s) = X(dst_row + j, s).
     """
     ncols = (n + V - 1) // V
     njt = (m + _J - 1) // _J
@@ -137,18 +148,15 @@ def _layer(params: ti.template(), base: int, stride_j: int, stride_k: int,
                         if c * V + v < n:
                             dst[c * V + v, dst_row + j] = y[v]
                 else:
-                    for v in ti.static(range(V)):
-                        if c * V + v >= n:
-                            y[v] = 0.0
                     dst[c, dst_row + j] = y
 
 
 @ti.kernel
 def _weight_grad_blocks(buf: ti.template(), partial: ti.template(), g_row: int, m: int,
                         h_row: int, k_count: int, p_off: int, block_cols: int, n: int, never: int):
-    """partial[p_off + j * k_count + i, b] = sum over block b of buf[g_row + j, s] * buf[h_row + i, s].
+    """partial[p_off + j * k_count + i, b] = sum_{s in block b} X(g_row + j, s) * X(h_row + i, s).
 
-    Block b holds the vector cells [b * block_cols, (b + 1) * block_cols) of the samples < n.
+    j < m, i < k_count; block b = cells [b * block_cols, (b + 1) * block_cols) of those covering n.
     """
     ncols = (n + V - 1) // V
     nblk = (ncols + block_cols - 1) // block_cols
@@ -181,6 +189,7 @@ def _weight_grad_blocks(buf: ti.template(), partial: ti.template(), g_row: int, 
 
 @ti.kernel
 def _add_block_sums(partial: ti.template(), grad: ti.template(), nblk: int):
+    """grad[p] += sum_{b < nblk} partial[p, b]."""
     for p in range(grad.shape[0]):
         total = 0.0
         for b in range(nblk):
@@ -192,8 +201,15 @@ def _check_field(name: str, field, rows: int, cols: int, need_grad: bool = False
     shape = getattr(field, "shape", None)
     if shape is None or len(shape) != 2 or shape[1] != cols or shape[0] < rows:
         raise ValueError(f"{name}: expected a 2-D field of shape (>= {rows}, {cols}), got {shape}")
-    if need_grad and getattr(field, "grad", None) is None:
+    if need_grad and not _has_grad(field):
         raise ValueError(f"{name}: the field needs needs_grad=True")
+
+
+def _has_grad(field) -> bool:
+    try:
+        return bool(field.snode.ptr.has_adjoint())
+    except AttributeError:
+        return getattr(field, "grad", None) is not None
 
 
 @ti.data_oriented
@@ -203,8 +219,9 @@ class MLP:
     ``hidden``: widths of the hidden layers (may be empty: one linear layer). ``seed``: seed of
     the initialisation. ``output_activation``: only ``None`` (the caller applies its own).
     Allocates ``params`` (``(n_params,)``, needs_grad), an internal buffer of
-    ``(in_dim + 1 + sum(hidden) + len(hidden) + sum(hidden) + out_dim) * max_batch`` floats and the
-    weight-gradient block sums (at most ``_PARTIAL_BUDGET`` floats, or ``n_params`` x 1).
+    ``(in_dim + 1 + 2 * sum(hidden) + len(hidden) + out_dim) * max_batch`` floats (``max_batch``
+    rounded up to a multiple of ``V``) and the weight-gradient block sums (``n_params`` x
+    ``max_batch / 1024`` floats, capped near ``_PARTIAL_BUDGET``).
     """
 
     def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int, max_batch: int,
@@ -239,6 +256,9 @@ class MLP:
         ncols = -(-self.max_batch // V)
         nblk = min(-(-ncols // _BLOCK_COLS), max(1, _PARTIAL_BUDGET // self.n_params))
         self._block_cols = -(-ncols // nblk)
+        if rows * ncols * V >= 2 ** 31:
+            raise ValueError(f"MLP {dims} with max_batch={max_batch} needs {rows * ncols * V} buffer "
+                             "entries, over the 2^31 a field can index: use a smaller max_batch")
         self._buf = ti.Vector.field(V, float, shape=(ncols, rows))
         self._partial = ti.field(float, shape=(self.n_params, -(-ncols // self._block_cols)))
         self.params = ti.field(float, shape=self.n_params, needs_grad=True)
