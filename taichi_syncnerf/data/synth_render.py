@@ -1,7 +1,7 @@
 """Vectorised numpy ray casting of a :class:`~.synth_scene.Scene` from one camera.
 
 The static room is cast once per camera (at the supersampled resolution); each frame only casts
-rays inside the screen-space bounding box of each object's bounding sphere, then box-filters
+rays inside the screen-space bounding box of each object's projected bounding box, then filters
 those regions down to the output resolution. Cost per frame is proportional to the area the
 objects cover, not to the image size.
 
@@ -74,26 +74,32 @@ class ViewRenderer:
         self.bg_id[...] = np.where(wall, ID_WALL, ID_FLOOR)
 
     # ----------------------------------------------------------------------------- objects
-    def _region(self, centre: np.ndarray, radius: float):
-        """Supersampled pixel box (i0, i1, j0, j1), aligned to s, holding the projection of a
-        sphere; None if it is off screen."""
-        cam, s = self.camera, self.s
+    def _region(self, corners: np.ndarray):
+        """Supersampled pixel box (i0, i1, j0, j1), aligned to s, holding the projection of the
+        convex hull of ``corners`` (8, 3); None if it is off screen."""
+        s = self.s
         hs, ws = self.shape
-        (u, v), depth = (x[0] for x in cam.project(centre[None]))
-        x, y = (u - cam.cx) * depth / cam.focal, -(v - cam.cy) * depth / cam.focal
-        r = radius * 1.01 + 1e-6
-        if depth - r <= 1e-3:
+        uv, depth = self.camera.project(corners)
+        if depth.min() <= 1e-3:                          # reaches behind the camera: cast all
             return 0, hs, 0, ws
-        near_far = (depth - r, depth + r)
-        us = [cam.cx + cam.focal * xx / dd for xx in (x - r, x + r) for dd in near_far]
-        vs = [cam.cy - cam.focal * yy / dd for yy in (y - r, y + r) for dd in near_far]
-        j0 = max(int(np.floor(min(us) * s)) - 1, 0) // s * s
-        j1 = min(-(-(int(np.ceil(max(us) * s)) + 1) // s) * s, ws)
-        i0 = max(int(np.floor(min(vs) * s)) - 1, 0) // s * s
-        i1 = min(-(-(int(np.ceil(max(vs) * s)) + 1) // s) * s, hs)
+        (umin, vmin), (umax, vmax) = uv.min(0), uv.max(0)
+        j0 = max(int(np.floor(umin * s)) - 1, 0) // s * s
+        j1 = min(-(-(int(np.ceil(umax * s)) + 1) // s) * s, ws)
+        i0 = max(int(np.floor(vmin * s)) - 1, 0) // s * s
+        i1 = min(-(-(int(np.ceil(vmax * s)) + 1) // s) * s, hs)
         if j0 >= j1 or i0 >= i1:
             return None
         return i0, i1, j0, j1
+
+    def _corners(self, obj: MovingObject, centre: np.ndarray, rot: np.ndarray) -> np.ndarray:
+        """(8, 3) corners of a box enclosing the object: the oriented box itself, or for a
+        sphere the cube aligned with the camera axes."""
+        signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], float)
+        if obj.kind == "sphere":
+            axes, half = self.camera.c2w[:3, :3], np.full(3, obj.size[0] * 1.01)
+        else:
+            axes, half = rot, np.asarray(obj.size, float) * 1.01
+        return centre + (signs * half) @ axes.T
 
     def _cast_object(self, k: int, obj: MovingObject, centre: np.ndarray, rot: np.ndarray,
                      reg) -> None:
@@ -153,10 +159,10 @@ class ViewRenderer:
     def _draw(self, time: float) -> list:
         regions = []
         for k, obj in enumerate(self.scene.objects):
-            centre = obj.position(time)[0]
-            reg = self._region(centre, obj.bounding_radius)
+            centre, rot = obj.position(time)[0], obj.orientation(time)[0]
+            reg = self._region(self._corners(obj, centre, rot))
             if reg is not None:
-                self._cast_object(k, obj, centre, obj.orientation(time)[0], reg)
+                self._cast_object(k, obj, centre, rot, reg)
                 regions.append(reg)
         return regions
 

@@ -24,10 +24,14 @@ ID_NONE, ID_WALL, ID_FLOOR = -1, -2, -3
 
 
 def apply3(v: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """``v @ m`` for v (..., 3) and m (3, 3), written elementwise: numpy's matmul on tall,
-    3-wide arrays goes through BLAS threads and is very slow on a busy machine."""
+    """``v @ m`` for v (..., 3) and m (3, 3), written elementwise: numpy's ``@`` on tall,
+    3-wide float32 arrays measured ~20x slower here (20 ms vs 0.9 ms for 150k rows)."""
     m = np.asarray(m, v.dtype)
-    return v[..., 0:1] * m[0] + v[..., 1:2] * m[1] + v[..., 2:3] * m[2]
+    out = np.empty(v.shape, v.dtype)
+    x, y, z = v[..., 0], v[..., 1], v[..., 2]
+    for j in range(3):
+        out[..., j] = x * m[0, j] + y * m[1, j] + z * m[2, j]
+    return out
 
 
 def dot3(v: np.ndarray, w) -> np.ndarray:
