@@ -18,6 +18,8 @@ import math
 import numpy as np
 import taichi as ti
 
+from taichi_syncnerf import runtime
+
 from taichi_syncnerf.kernels import points as glue
 from taichi_syncnerf.kernels.adam import Adam
 from taichi_syncnerf.kernels import ray_losses
@@ -145,7 +147,7 @@ class SyncKPlanes:
                 a = np.concatenate([a, np.zeros((pad,) + a.shape[1:], dtype)], 0)
             field.from_numpy(a)
 
-        fdt = np.float64
+        fdt = runtime.np_float()
         up(self.rays_o, origins, fdt)
         up(self.rays_d, dirs, fdt)
         up(self.view_dirs, view_dirs, fdt)
