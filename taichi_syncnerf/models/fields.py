@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import taichi as ti
 
+from taichi_syncnerf.kernels import explicit
 from taichi_syncnerf.kernels import losses as act
 from taichi_syncnerf.kernels import points as glue
 from taichi_syncnerf.kernels.hashgrid import HashGridEncoder
@@ -96,50 +97,81 @@ class DensityField(_Component):
 
 
 class RadianceField(_Component):
-    """The K-Planes hybrid field: multiscale planes, density MLP, SH + colour MLP."""
+    """The K-Planes field: multiscale planes and a hybrid or explicit decoder.
+
+    hybrid: density MLP (features -> hidden -> 1 + geo) and a colour MLP on the SH of the view
+    direction and the geo features, sigmoid. explicit: density is one linear layer of the features;
+    colour = sigmoid(sum_f feature_f * basis_{c,f}), the basis (3 x D per ray) given by an MLP of
+    the SH of the view direction.
+    """
 
     def __init__(self, cfg: dict, time_res: int, max_points: int, max_rays: int, seed: int):
         m = cfg
         self.encoder = PlaneEncoder(4, int(m["features"]), [int(r) for r in m["space_res"]], int(time_res),
                                     max_points, seed=seed)
         d = self.encoder.output_dim
-        self.n_geo = int(m["geo_features"])
+        self.dim = d
+        self.explicit = m["decoder"] == "explicit"
+        self.n_geo = 0 if self.explicit else int(m["geo_features"])
         self.sh_degree = int(m["sh_degree"])
         self.n_sh = self.sh_degree ** 2
         self.bias = float(m["density_bias"])
-        self.density_mlp = MLP(d, [int(m["density_hidden"])], 1 + self.n_geo, max_points, seed=seed + 1)
-        self.color_mlp = MLP(self.n_sh + self.n_geo, [int(w) for w in m["color_hidden"]], 3, max_points,
-                             seed=seed + 2)
         self.feat = ti.field(float, shape=(max_points, d), needs_grad=True)
         self.dout = ti.field(float, shape=(max_points, 1 + self.n_geo), needs_grad=True)
-        self.cin = ti.field(float, shape=(max_points, self.n_sh + self.n_geo), needs_grad=True)
         self.craw = ti.field(float, shape=(max_points, 3), needs_grad=True)
         self.sigma = ti.field(float, shape=max_points, needs_grad=True)
         self.rgb = ti.field(float, shape=(max_points, 3), needs_grad=True)
-        self.sh = ti.field(float, shape=(max_rays, 16))
+        self.sh = ti.field(float, shape=(max_rays, self.n_sh), needs_grad=True)
+        if self.explicit:
+            self.density_mlp = MLP(d, [], 1, max_points, seed=seed + 1)
+            self.basis_mlp = MLP(self.n_sh, [int(m["explicit_basis_hidden"])], 3 * d, max_rays, seed=seed + 2)
+            self.basis = ti.field(float, shape=(max_rays, 3 * d), needs_grad=True)
+        else:
+            self.density_mlp = MLP(d, [int(m["density_hidden"])], 1 + self.n_geo, max_points, seed=seed + 1)
+            self.color_mlp = MLP(self.n_sh + self.n_geo, [int(w) for w in m["color_hidden"]], 3, max_points,
+                                 seed=seed + 2)
+            self.cin = ti.field(float, shape=(max_points, self.n_sh + self.n_geo), needs_grad=True)
 
     def named_params(self) -> dict:
-        return {"encoder": self.encoder.params, "density_mlp": self.density_mlp.params,
-                "color_mlp": self.color_mlp.params}
+        out = {"encoder": self.encoder.params, "density_mlp": self.density_mlp.params}
+        if self.explicit:
+            out["basis_mlp"] = self.basis_mlp.params
+        else:
+            out["color_mlp"] = self.color_mlp.params
+        return out
 
     def encode_directions(self, dirs, n_rays: int) -> None:
-        """SH of the (unit) view direction of each ray: ``sh`` (R, 16)."""
+        """SH of the (unit) view direction of each ray: ``sh`` (R, degree**2)."""
         sh_encode(dirs, self.sh, n_rays, self.sh_degree)
 
-    def forward(self, pts, sample_ray, n: int) -> None:
+    def forward(self, pts, samples, n_rays: int) -> None:
+        """Density ``sigma`` (S,) and colour ``rgb`` (S, 3) at the packed samples of ``samples``."""
+        n = samples.n_samples
         self.encoder.forward(pts, self.feat, n)
         self.density_mlp.forward(self.feat, self.dout, n)
         act.trunc_exp_forward(self.dout, self.sigma, n, bias=self.bias)
-        glue.color_input_forward(self.sh, self.dout, sample_ray, self.cin, n, self.n_sh, self.n_geo)
-        self.color_mlp.forward(self.cin, self.craw, n)
+        if self.explicit:
+            self.basis_mlp.forward(self.sh, self.basis, n_rays)
+            explicit.explicit_color_forward(self.feat, self.basis, samples.ray_start, samples.ray_count,
+                                            self.craw, n_rays, self.dim)
+        else:
+            glue.color_input_forward(self.sh, self.dout, samples.ray_id, self.cin, n, self.n_sh, self.n_geo)
+            self.color_mlp.forward(self.cin, self.craw, n)
         act.sigmoid_forward(self.craw, self.rgb, n)
 
-    def backward(self, pts, n: int, coord_grad: bool = True) -> None:
+    def backward(self, pts, samples, n_rays: int, coord_grad: bool = True) -> None:
+        n = samples.n_samples
         act.sigmoid_backward(self.craw, self.rgb, n)
-        self.color_mlp.backward(self.cin, self.craw, n, input_grad=True)
         act.trunc_exp_backward(self.dout, self.sigma, n, bias=self.bias)
-        glue.color_input_backward(self.dout, self.cin, n, self.n_sh, self.n_geo)
-        self.density_mlp.backward(self.feat, self.dout, n, input_grad=True)
+        if self.explicit:
+            self.density_mlp.backward(self.feat, self.dout, n, input_grad=True)
+            explicit.explicit_color_backward(self.feat, self.basis, samples.ray_start, samples.ray_count,
+                                             self.craw, n_rays, self.dim)
+            self.basis_mlp.backward(self.sh, self.basis, n_rays, input_grad=False)
+        else:
+            self.color_mlp.backward(self.cin, self.craw, n, input_grad=True)
+            glue.color_input_backward(self.dout, self.cin, n, self.n_sh, self.n_geo)
+            self.density_mlp.backward(self.feat, self.dout, n, input_grad=True)
         self.encoder.backward(pts, self.feat, n, coord_grad=coord_grad)
 
     def regularize(self, tv: float, smooth: float, l1: float) -> dict:

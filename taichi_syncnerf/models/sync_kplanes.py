@@ -185,7 +185,7 @@ class SyncKPlanes:
                             smp.t0, smp.t1, smp.ray_start, smp.ray_count, self.pts, n_rays,
                             self.box_lo, self.box_hi, self.sync)
         self.field.encode_directions(self.view_dirs, n_rays)
-        self.field.forward(self.pts, smp.ray_id, smp.n_samples)
+        self.field.forward(self.pts, smp, n_rays)
         self.renderer.forward(smp, self.field.sigma, self.field.rgb, n_rays, background=self.background,
                              threshold=self.threshold)
 
@@ -224,7 +224,7 @@ class SyncKPlanes:
         loss = mse + stats.get("distortion", 0.0)
         self.renderer.backward(smp, self.field.sigma, self.field.rgb, n_rays, d_colour=True,
                                d_weights="distortion" in stats)
-        self.field.backward(self.pts, smp.n_samples, coord_grad=self.sync)
+        self.field.backward(self.pts, smp, n_rays, coord_grad=self.sync)
         if self.sync:
             glue.points_backward(self.pts, self.ray_cam, self.offsets.params, smp.ray_start, smp.ray_count,
                                  n_rays)

@@ -8,7 +8,7 @@ from taichi_syncnerf.config import DEFAULTS, apply_overrides
 from taichi_syncnerf.models.sync_kplanes import SyncKPlanes
 
 
-def tiny_cfg(proposals):
+def tiny_cfg(proposals, decoder="hybrid"):
     cfg = apply_overrides(DEFAULTS, [
         "model.features=4", "model.space_res=[4, 6]", "model.time_res=5", "model.density_hidden=8",
         "model.geo_features=3", "model.color_hidden=[8]", "model.sh_degree=2", "model.n_samples=6",
@@ -16,7 +16,7 @@ def tiny_cfg(proposals):
         "model.proposal.time_res=4", "model.proposal.hidden=4", "model.density_bias=0.0",
         "train.batch_rays=5", "offsets.l1=0.01", "regularizers.plane_tv=0", "regularizers.plane_tv_proposal=0",
         "regularizers.time_smoothness=0", "regularizers.time_smoothness_proposal=0", "regularizers.l1_time_planes=0",
-        "regularizers.l1_time_planes_proposal=0",
+        "regularizers.l1_time_planes_proposal=0", f"model.decoder={decoder}", "model.explicit_basis_hidden=8",
     ])
     return cfg
 
@@ -41,8 +41,9 @@ def loss(model, n):
     return model.forward_backward(n, seed=1, jitter=False)["loss"]
 
 
-def test_whole_loss_gradient_matches_finite_differences():
-    model, n = make_model(tiny_cfg("[]"))
+@pytest.mark.parametrize("decoder", ["hybrid", "explicit"])
+def test_whole_loss_gradient_matches_finite_differences(decoder):
+    model, n = make_model(tiny_cfg("[]", decoder))
     model.optimizer.zero_grad()
     stats = model.forward_backward(n, seed=1, jitter=False)
     assert np.isfinite(stats["loss"]) and stats["loss"] > 0
