@@ -9,6 +9,7 @@ whole program.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 from dataclasses import dataclass
@@ -29,6 +30,17 @@ class RuntimeInfo:
 
 
 _state: RuntimeInfo | None = None
+_state_atexit = [False]
+
+
+def _reset_at_exit() -> None:
+    if _state is not None:
+        import taichi as ti
+
+        try:
+            ti.reset()
+        except Exception:  # pragma: no cover - best effort at interpreter exit
+            pass
 
 
 def default_cache_dir() -> Path:
@@ -107,6 +119,10 @@ def init(
     if threads is not None:
         kwargs["cpu_max_num_threads"] = int(threads)
     ti.init(**kwargs)
+    if offline_cache and not _state_atexit[0]:
+        # Taichi writes its offline cache when the program is destroyed; make sure that happens.
+        atexit.register(_reset_at_exit)
+        _state_atexit[0] = True
     actual = str(ti.lang.impl.current_cfg().arch).split(".")[-1]
     actual = {"x64": "cpu", "arm64": "cpu"}.get(actual, actual)
     _state = RuntimeInfo(actual, precision, threads, str(cache) if offline_cache else None)

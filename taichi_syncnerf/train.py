@@ -110,8 +110,20 @@ def train(cfg: dict, data_dir: str | Path, run: str | Path, resume: bool = False
 
         records = log.read()
         plots.plot_training(records, run / "training.png")
-        plots.plot_offsets(records, run / "offsets.png", gt=source.offsets_gt, camera_names=source.camera_names)
+        plots.plot_offsets(records, run / "offsets.png", gt=aligned_truth(source, model),
+                           camera_names=source.camera_names)
     return record
+
+
+def aligned_truth(source, model):
+    """Ground-truth offsets moved by the one global shift offsets cannot determine (the median
+    difference to the learned ones over the training cameras), so the two can be compared."""
+    if source.offsets_gt is None:
+        return None
+    gt = np.asarray(source.offsets_gt, np.float64)
+    pred = model.offsets.frames()
+    train = np.asarray(source.train_indices)
+    return (gt + np.median(pred[train] - gt[train])).tolist()
 
 
 def write_offsets(run: Path, source, model) -> dict:

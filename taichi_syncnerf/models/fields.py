@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import taichi as ti
 
+from taichi_syncnerf import runtime
+
 from taichi_syncnerf.kernels import explicit
 from taichi_syncnerf.kernels import losses as act
 from taichi_syncnerf.kernels import points as glue
@@ -40,7 +42,7 @@ class _Component:
             if a.shape != tuple(f.shape):
                 raise UserError(f"{where}: {key} has shape {a.shape}, the model expects {tuple(f.shape)} "
                                 "(was the config changed?)")
-            f.from_numpy(a.astype(np.float64))
+            f.from_numpy(a.astype(runtime.np_float()))
 
 
 def _regularize_planes(encoder, tv: float, smooth: float, l1: float) -> dict:

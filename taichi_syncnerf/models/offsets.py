@@ -9,6 +9,8 @@ Convention of the reported values: "frame f of camera k shows scene time f + off
 import numpy as np
 import taichi as ti
 
+from taichi_syncnerf import runtime
+
 from taichi_syncnerf.kernels.losses import offset_l1
 
 
@@ -35,7 +37,7 @@ class TimeOffsets:
         self.mask = ti.field(ti.i32, shape=self.n_cameras)
         rng = np.random.default_rng(seed)
         init = rng.normal(init_mean, init_std, size=self.n_cameras) * trainable
-        self.params.from_numpy(init.astype(np.float64))
+        self.params.from_numpy(init.astype(runtime.np_float()))
         self.mask.from_numpy(trainable.astype(np.int32))
 
     @property
@@ -53,7 +55,8 @@ class TimeOffsets:
         return self.normalised() / frame_unit(self.n_frames)
 
     def set_frames(self, offsets_frames) -> None:
-        self.params.from_numpy(np.asarray(offsets_frames, np.float64) * frame_unit(self.n_frames))
+        self.params.from_numpy((np.asarray(offsets_frames, np.float64) * frame_unit(self.n_frames))
+                              .astype(runtime.np_float()))
 
     def l1(self, weight: float) -> float:
         """L1 penalty on the trainable offsets; ACCUMULATES its gradient into ``params.grad``."""

@@ -124,7 +124,7 @@ class SyncKPlanes:
         for k in ("offsets/params", "offsets/mask"):
             if k not in arrays or arrays[k].shape != (self.n_cameras,):
                 raise UserError(f"{where}: checkpoint entry {k} is missing or has the wrong camera count")
-        self.offsets.params.from_numpy(arrays["offsets/params"].astype(np.float64))
+        self.offsets.params.from_numpy(arrays["offsets/params"].astype(runtime.np_float()))
         if optimizer:
             state = {k[len("adam/"):]: v for k, v in arrays.items() if k.startswith("adam/")}
             try:
