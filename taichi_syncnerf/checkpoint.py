@@ -60,17 +60,22 @@ def load_checkpoint(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
         meta = json.loads(str(arrays.pop("meta")))
     except json.JSONDecodeError:
         raise UserError(f"{path}: checkpoint metadata is corrupt") from None
-    version = meta.get("format_version")
-    if not isinstance(version, int):
-        raise UserError(f"{path}: checkpoint has no format version")
-    if version > FORMAT_VERSION:
-        raise UserError(
-            f"{path}: checkpoint format {version} was written by a newer taichi-syncnerf "
-            f"({meta.get('package_version')}); this is {__version__} (format {FORMAT_VERSION}): upgrade")
-    if version < FORMAT_VERSION:
-        raise UserError(f"{path}: checkpoint format {version} is too old for this version (format "
-                        f"{FORMAT_VERSION}); retrain or use taichi-syncnerf {meta.get('package_version')}")
+    check_format(str(path), meta)
     return meta, arrays
+
+
+def check_format(where: str, info: dict) -> None:
+    """Refuse files written by another format version of taichi-syncnerf, with a clear message."""
+    version = info.get("format_version")
+    if not isinstance(version, int):
+        raise UserError(f"{where}: no format version (not written by taichi-syncnerf?)")
+    written_by = info.get("package_version")
+    if version > FORMAT_VERSION:
+        raise UserError(f"{where}: written by a newer taichi-syncnerf ({written_by}, format {version}); "
+                        f"this is {__version__} (format {FORMAT_VERSION}): upgrade")
+    if version < FORMAT_VERSION:
+        raise UserError(f"{where}: written by an older taichi-syncnerf ({written_by}, format {version}); "
+                        f"this one reads format {FORMAT_VERSION}: retrain or use that version")
 
 
 def latest_checkpoint(run: Path) -> Path | None:
@@ -92,15 +97,7 @@ def require_run(run: Path) -> Path:
             info = json.loads(marker.read_text())
         except json.JSONDecodeError:
             raise UserError(f"{marker}: corrupt run metadata") from None
-        v = info.get("format_version")
-        if not isinstance(v, int):
-            raise UserError(f"{marker}: no format version")
-        if v > FORMAT_VERSION:
-            raise UserError(f"{run}: written by a newer taichi-syncnerf ({info.get('package_version')}, "
-                            f"format {v}); this is {__version__} (format {FORMAT_VERSION}): upgrade")
-        if v < FORMAT_VERSION:
-            raise UserError(f"{run}: written by an older taichi-syncnerf (format {v}); this one reads "
-                            f"format {FORMAT_VERSION}")
+        check_format(str(run), info)
     else:
         raise UserError(f"{run}: not a taichi-syncnerf run folder (no run.json)")
     return cfg
