@@ -10,6 +10,21 @@ from taichi_syncnerf import __version__
 @click.version_option(__version__, prog_name="taichi-syncnerf")
 def main():
     """Dynamic radiance fields from unsynchronised multi-view video (Sync-NeRF, in Taichi)."""
+    _install_warning_format()
+
+
+def _install_warning_format():
+    """Show dataset and config warnings as one ``warning: ...`` line each, not Python's format."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, UserWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            _default(message, category, filename, lineno, file, line)
+
+    _default = warnings.showwarning
+    warnings.showwarning = show
 
 
 def _register():
