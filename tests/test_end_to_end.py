@@ -91,6 +91,15 @@ def test_train_interrupt_resume_eval_testoptim_render(scene, tmp_path):
     frames = iio.imread(video)
     assert frames.shape[0] == 3 and frames.shape[2] == 3 * 32  # prediction | truth | error
 
+    spiral = tmp_path / "spiral.mp4"
+    r = run(["render", str(out), "--path", "spiral", "--time", "4", "--frames", "2", "--out", str(spiral),
+             "--png", str(tmp_path / "png")] + RT)
+    assert r.exit_code == 0, r.output
+    assert iio.imread(spiral).shape == (2, 24, 32, 3)
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["00000.png", "00001.png"]
+    r = run(["render", str(out), "--time", "99"] + RT)
+    assert r.exit_code == 2 and "outside the video's frames" in r.output
+
 
 def test_offsets_move_toward_truth(scene, tmp_path):
     from taichi_syncnerf.config import load_config
