@@ -102,3 +102,19 @@ def test_state_round_trip():
     b.load_state_arrays(state, "test")
     for k, v in b.state_arrays().items():
         np.testing.assert_array_equal(np.asarray(v), np.asarray(state[k]), err_msg=k)
+
+
+def test_hashgrid_proposal_trains():
+    cfg = tiny_cfg("[8]")
+    cfg["model"]["proposal"].update({"encoder": "hashgrid", "hash_levels": 2, "hash_log2_table": 8,
+                                     "hash_base_res": 4, "hash_max_res": 8})
+    model, n = make_model(cfg)
+    layers = model.field.density_mlp.layers()
+    layers[-1][1][0] += 6.0
+    from taichi_syncnerf.kernels.mlp import flatten
+
+    model.field.density_mlp.set_params(flatten(layers))
+    before = model.proposals[0].encoder.params.to_numpy().copy()
+    stats = model.train_step(n, 0, 1.0, offsets_frozen=False)
+    assert np.isfinite(stats["loss"]) and stats["interlevel"] > 0
+    assert not np.allclose(before, model.proposals[0].encoder.params.to_numpy())
