@@ -80,7 +80,7 @@ def init(
     """Initialise Taichi once for the process and return what is in use.
 
     ``arch``: ``auto`` (CUDA when a GPU is present, else CPU), ``cpu``, ``cuda`` or
-    ``vulkan``. ``ti.gpu``/``ti.opengl``/``ti.gles`` are never used: they crash the
+    ``vulkan``. The generic GPU, OpenGL and GLES backends are never used: they crash the
     process on machines without a GPU. When a requested GPU backend is unavailable
     Taichi falls back to the CPU, and the returned ``arch`` says so.
     Calling ``init`` again with the same settings is a no-op; different settings
