@@ -54,6 +54,7 @@ def train(config, data, out, resume, no_sync, overrides, do_eval, quiet, arch, t
     from taichi_syncnerf.config import load_config, load_resolved
     from taichi_syncnerf.evaluate import compute_metrics
     from taichi_syncnerf.runlog import write_json
+    from taichi_syncnerf.train import Interrupted
     from taichi_syncnerf.train import train as run_train
 
     if resume:
@@ -69,7 +70,11 @@ def train(config, data, out, resume, no_sync, overrides, do_eval, quiet, arch, t
     out = out or str(Path("runs") / cfg["name"])
     data = _generate_if_needed(cfg, data)
     init_runtime(arch, threads, precision)
-    record = run_train(cfg, data, out, resume=resume, progress=not quiet)
+    try:
+        record = run_train(cfg, data, out, resume=resume, progress=not quiet)
+    except Interrupted as e:
+        click.echo(str(e), err=True)
+        raise SystemExit(130) from None
     click.echo(f"trained {record.get('step')} steps: PSNR {record.get('psnr', float('nan')):.2f} dB "
                f"(training batch) -> {out}")
     if do_eval:

@@ -15,6 +15,14 @@ from taichi_syncnerf.runlog import JsonlLog, offsets_document, write_json, write
 from taichi_syncnerf.schedule import SamplingSchedule, make_lr_schedule, offsets_frozen
 
 
+class Interrupted(Exception):
+    """Training was interrupted; a checkpoint of the last finished step was written."""
+
+    def __init__(self, run: Path, step: int):
+        super().__init__(f"interrupted: checkpoint at step {step} written to {run}; continue with --resume")
+        self.step = step
+
+
 def build(cfg: dict, data_dir: str | Path):
     """Open the dataset and build the model for ``cfg`` (no training)."""
     from taichi_syncnerf.models.sync_kplanes import SyncKPlanes
@@ -79,6 +87,7 @@ def train(cfg: dict, data_dir: str | Path, run: str | Path, resume: bool = False
     bar = _progress(steps, start, progress)
     window = []
     t_last = time.perf_counter()
+    step = start
     try:
         for step in range(start, end):
             mode = samp_sched(step)
@@ -101,6 +110,10 @@ def train(cfg: dict, data_dir: str | Path, run: str | Path, resume: bool = False
                 window, t_last = [], now
             if (step + 1) % ckpt_every == 0 and step + 1 < end:
                 checkpoint(step + 1)
+    except KeyboardInterrupt:
+        bar.close()
+        checkpoint(step)
+        raise Interrupted(run, step) from None
     finally:
         bar.close()
     checkpoint(end)

@@ -125,3 +125,25 @@ def test_bad_run_folder_errors(tmp_path):
     (tmp_path / "x" / "run.json").write_text(json.dumps({"format_version": 999, "package_version": "9.0"}))
     r = run(["testoptim", str(tmp_path / "x")] + RT)
     assert r.exit_code == 2 and "newer taichi-syncnerf" in r.output
+
+
+def test_ctrl_c_leaves_a_resumable_checkpoint(scene, tmp_path, monkeypatch):
+    from taichi_syncnerf.config import load_config
+    from taichi_syncnerf.models.sync_kplanes import SyncKPlanes
+    from taichi_syncnerf.train import Interrupted, train
+
+    original = SyncKPlanes.train_step
+
+    def interrupted_at_7(self, n, step, *args, **kwargs):
+        if step == 7:
+            raise KeyboardInterrupt
+        return original(self, n, step, *args, **kwargs)
+
+    monkeypatch.setattr(SyncKPlanes, "train_step", interrupted_at_7)
+    c = load_config(cfg_file(tmp_path), TINY + ["train.steps=12"])
+    with pytest.raises(Interrupted, match="step 7"):
+        train(c, scene, tmp_path / "run", progress=False)
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step-00000007.npz"]
+    monkeypatch.setattr(SyncKPlanes, "train_step", original)
+    record = train(c, scene, tmp_path / "run", resume=True, progress=False)
+    assert record["step"] == 12
