@@ -1,12 +1,11 @@
 """Rendering whole images from a model, evaluation, and test-time offset optimisation."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 
-from taichi_syncnerf.checkpoint import latest_checkpoint, load_checkpoint, require_run, save_checkpoint
+from taichi_syncnerf.checkpoint import latest_checkpoint, load_checkpoint, require_run
 from taichi_syncnerf.config import load_resolved
 from taichi_syncnerf.errors import UserError
 from taichi_syncnerf.runlog import JsonlLog, read_offsets_document, write_json
@@ -55,7 +54,7 @@ def offsets_block(model, source) -> dict | None:
     return block
 
 
-def open_run(run, arch_note: str | None = None, optimizer: bool = False):
+def open_run(run, optimizer: bool = False):
     """Load a run's config, dataset and latest checkpoint into a model."""
     from taichi_syncnerf.train import build
 
@@ -142,10 +141,9 @@ def testoptim(run, steps: int | None = None, progress: bool = True) -> dict:
     model.offsets.set_trainable(only)
     model.sync = True
     model.base_lr["offsets"] = float(t["lr"])
-    model.optimizer.reset_state("offsets") if hasattr(model.optimizer, "reset_state") else None
     rng = np.random.default_rng(int(cfg["train"]["seed"]) + 1)
     log = JsonlLog(run / "testoptim.jsonl")
-    unit = model.offsets.frames()[test]
+    offset_before = float(model.offsets.frames()[test])
     bar = tqdm(range(steps), disable=not progress, desc="testoptim", dynamic_ncols=True)
     for step in bar:
         b = source.sample_batch(rng, int(t["batch_rays"]), "uniform", cameras=[test])
@@ -160,11 +158,7 @@ def testoptim(run, steps: int | None = None, progress: bool = True) -> dict:
     after = compute_metrics(cfg, source, model, progress, splits=("test",))
     metrics["test_before_testoptim"] = before
     metrics["test"] = after["test"]
-    metrics["testoptim"] = {"steps": steps, "offset_frames_before": float(unit),
+    metrics["testoptim"] = {"steps": steps, "offset_frames_before": offset_before,
                             "offset_frames_after": float(model.offsets.frames()[test])}
     write_json(run / "metrics.json", metrics)
     return metrics
-
-
-def psnr_of(mse: float) -> float:
-    return -10.0 * math.log10(max(mse, 1e-12))

@@ -8,7 +8,6 @@ the radiance field, ``rgb.grad``), ACCUMULATES into parameter gradients and OVER
 """
 from __future__ import annotations
 
-import numpy as np
 import taichi as ti
 
 from taichi_syncnerf import runtime
