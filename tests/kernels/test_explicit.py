@@ -5,6 +5,7 @@ import taichi as ti
 
 from taichi_syncnerf.kernels import explicit
 from taichi_syncnerf.kernels.reference import explicit as ref
+from . import finite_diff
 
 D = 5
 COUNTS = [3, 0, 4, 1, 2, 0, 3, 2]  # rays 1 and 5 have no samples
@@ -116,15 +117,6 @@ def test_backward_accumulates_feat_grad_and_overwrites_basis_grad(setup):
     np.testing.assert_array_equal(d["f"]["basis"].grad.to_numpy(), g_basis)
 
 
-def finite_diff(fn, x, mask):
-    g = np.zeros_like(x)
-    for i in zip(*np.nonzero(mask)):
-        xp, xm = x.copy(), x.copy()
-        xp[i] += H
-        xm[i] -= H
-        g[i] = (fn(xp) - fn(xm)) / (2 * H)
-    return g
-
 
 def test_backward_matches_finite_differences(setup):
     """Differentiate the Taichi forward itself: L = sum(d_out * out) over the active samples."""
@@ -138,8 +130,8 @@ def test_backward_matches_finite_differences(setup):
     feat_mask[:, :D] = True  # every sample row: inactive rows must come out 0
     basis_mask = np.zeros(d["basis"].shape, bool)
     basis_mask[:N_RAYS + 1, :3 * D] = True  # ray 6 is inactive: 0
-    fd_feat = finite_diff(lambda x: loss(x, d["basis"]), d["feat"], feat_mask)
-    fd_basis = finite_diff(lambda x: loss(d["feat"], x), d["basis"], basis_mask)
+    fd_feat = finite_diff(lambda x: loss(x, d["basis"]), d["feat"], H, feat_mask)
+    fd_basis = finite_diff(lambda x: loss(d["feat"], x), d["basis"], H, basis_mask)
     assert np.all(fd_feat[~act] == 0.0) and np.all(fd_basis[N_RAYS:] == 0.0)
 
     run_forward(d, d["feat"], d["basis"])  # restore the unperturbed inputs

@@ -7,11 +7,11 @@ import taichi as ti
 from taichi_syncnerf.kernels import ray_losses, render, sampling
 from taichi_syncnerf.kernels.reference import ray_losses as ref
 from taichi_syncnerf.kernels.reference import render as ref_render
+from . import finite_diff
 
 R_MAX, N_PROP, N_FINE = 8, 10, 7
 R = 6
 MISS = 2  # ray 2 has no samples at either level
-H = 1e-6
 
 
 def put(field, arr):
@@ -19,15 +19,6 @@ def put(field, arr):
     full[: len(arr)] = arr
     field.from_numpy(full)
 
-
-def finite_diff(fn, x):
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        xp, xm = x.copy(), x.copy()
-        xp[i] += H
-        xm[i] -= H
-        g[i] = (fn(xp) - fn(xm)) / (2 * H)
-    return g
 
 
 @pytest.fixture(scope="module")

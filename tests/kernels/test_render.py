@@ -5,11 +5,11 @@ import taichi as ti
 
 from taichi_syncnerf.kernels import render, sampling
 from taichi_syncnerf.kernels.reference import render as ref
+from . import finite_diff
 
 R_MAX, S_MAX = 8, 64
 COUNTS = [5, 0, 8, 3, 8, 1, 6]  # ray 1 has no samples; ray 4 terminates early
 BG = (0.3, 0.6, 0.9)
-H = 1e-6  # central differences in float64
 
 
 def put(field, arr):
@@ -57,15 +57,6 @@ def loss_of(out, grads, with_colour=True):
            + np.sum(grads["d_weights"] * out["weights"]))
     return val + (np.sum(grads["d_colour"] * out["colour"]) if with_colour else 0.0)
 
-
-def finite_diff(fn, x):
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        xp, xm = x.copy(), x.copy()
-        xp[i] += H
-        xm[i] -= H
-        g[i] = (fn(xp) - fn(xm)) / (2 * H)
-    return g
 
 
 def test_forward_matches_reference(setup):
