@@ -59,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
         "freeze_step": 50000,
         "init_mean": -0.001,
         "init_std": 0.001,
+        "proposal_grad": True,  # proposal levels' time gradient also drives the offsets
     },
     "regularizers": {
         "plane_tv": 2.0e-4,
@@ -232,6 +233,7 @@ def validate(cfg: dict, where: str) -> None:
     _require(isinstance(t["lr"], (int, float)) and t["lr"] > 0, where, "train.lr must be a positive number")
     _require(isinstance(o["freeze_step"], int) or o["freeze_step"] is None, where,
              "offsets.freeze_step must be an integer or null")
+    _require(isinstance(o["proposal_grad"], bool), where, "offsets.proposal_grad must be true or false")
     _require(cfg["data"]["background"] in ("white", "black"), where, "data.background must be white or black")
     _require(isinstance(cfg["data"]["downsample"], int) and cfg["data"]["downsample"] >= 1, where,
              "data.downsample must be an integer >= 1")

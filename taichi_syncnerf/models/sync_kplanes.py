@@ -235,8 +235,9 @@ class SyncKPlanes:
             inter += ray_losses.interlevel(smp, self.renderer.weights, psmp, prend.weights, n_rays,
                                            scale=float(reg["interlevel"]))
             prend.backward(psmp, prop.sigma, None, n_rays, d_colour=False, d_weights=True)
-            prop.backward(self.prop_pts[i], psmp.n_samples, coord_grad=self.sync)
-            if self.sync:
+            prop_time_grad = self.sync and bool(self.cfg["offsets"]["proposal_grad"])
+            prop.backward(self.prop_pts[i], psmp.n_samples, coord_grad=prop_time_grad)
+            if prop_time_grad:
                 glue.points_backward(self.prop_pts[i], self.ray_cam, self.offsets.params, psmp.ray_start,
                                      psmp.ray_count, n_rays)
         if self.proposals:
