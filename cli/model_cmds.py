@@ -37,7 +37,8 @@ def _generate_if_needed(cfg: dict, data: str | None) -> str:
               help="Dataset folder (default: data.path of the config).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Run folder (default: runs/<config name>).")
-@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out.")
+@click.option("--resume", is_flag=True,
+              help="Continue from the last checkpoint in --out, with its config.yaml (no -o, no --no-sync).")
 @click.option("--no-sync", is_flag=True, help="Train the baseline with offsets fixed at 0.")
 @click.option("-o", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Config override, e.g. -o train.steps=2000 (repeatable).")
@@ -51,6 +52,13 @@ def train(config, data, out, resume, no_sync, overrides, do_eval, quiet, arch, t
 
     CONFIG is a YAML file or a preset name such as synthetic/sync-kplanes.
     """
+    if resume:
+        if out is None:
+            raise UserError("--resume needs --out RUN")
+        if overrides or no_sync:
+            given = ", ".join([f"-o {o}" for o in overrides] + (["--no-sync"] if no_sync else []))
+            raise UserError(f"--resume continues with {Path(out) / 'config.yaml'} as it is: overrides are not "
+                            f"allowed there ({given})")
     from taichi_syncnerf.config import load_config, load_resolved
     from taichi_syncnerf.evaluate import compute_metrics
     from taichi_syncnerf.runlog import write_json
@@ -58,8 +66,6 @@ def train(config, data, out, resume, no_sync, overrides, do_eval, quiet, arch, t
     from taichi_syncnerf.train import train as run_train
 
     if resume:
-        if out is None:
-            raise UserError("--resume needs --out RUN")
         from taichi_syncnerf.checkpoint import require_run
 
         cfg = load_resolved(require_run(Path(out)))

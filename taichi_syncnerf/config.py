@@ -8,7 +8,9 @@ and the key, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import copy
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +84,6 @@ DEFAULTS: dict[str, Any] = {
         "ist_step": 50000,  # IST importance sampling from this step (null: never)
         "log_every": 50,
         "checkpoint_every": 2000,
-        "eval_every": None,
         "early_stop_transmittance": 1.0e-4,
     },
     "testoptim": {
@@ -93,9 +94,37 @@ DEFAULTS: dict[str, Any] = {
     "eval": {
         "max_frames": None,  # evaluate on every frame of the test camera (None) or an even subset
         "lpips": True,
-        "chunk_rays": 16384,
     },
 }
+
+
+RETIRED_KEYS = {"train": ("eval_every",), "eval": ("chunk_rays",)}  # dropped from old runs' config.yaml
+
+SCHEDULES = ("warmup_cosine", "constant")
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, with YAML 1.2 floats: ``1e-3``, ``-2E+5`` and ``1.0e5`` are numbers."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:float"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+                    |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def _yaml_load(text: str):
+    return yaml.load(text, Loader=_Loader)
 
 
 def deep_merge(base: dict, update: dict, where: str, prefix: str = "") -> dict:
@@ -121,7 +150,7 @@ def _read_yaml(path: Path) -> dict:
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = _yaml_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
@@ -170,7 +199,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key:
         raise ConfigError(f"override '{text}': empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = _yaml_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     return key.split("."), value
@@ -196,7 +225,7 @@ def apply_overrides(cfg: dict, overrides: list[str] | tuple[str, ...]) -> dict:
 def load_config(path: str | os.PathLike, overrides=()) -> dict:
     cfg = _load_file(resolve_config_path(path))
     cfg = apply_overrides(cfg, overrides)
-    validate(cfg, str(path))
+    validate(cfg, str(path), {".".join(parse_override(text)[0]): text for text in overrides})
     return cfg
 
 
@@ -204,39 +233,98 @@ def load_resolved(path: str | os.PathLike) -> dict:
     """Read a run's saved ``config.yaml`` (already resolved: no base, all keys)."""
     path = Path(path)
     data = _read_yaml(path)
+    for section, keys in RETIRED_KEYS.items():
+        if isinstance(data.get(section), dict):
+            for key in keys:
+                data[section].pop(key, None)
     cfg = deep_merge(DEFAULTS, data, str(path))
     validate(cfg, str(path))
     return cfg
 
 
-def _require(cond: bool, where: str, msg: str):
-    if not cond:
-        raise ConfigError(f"{where}: {msg}")
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
-def validate(cfg: dict, where: str) -> None:
-    m, t, o = cfg["model"], cfg["train"], cfg["offsets"]
-    _require(m["decoder"] in ("hybrid", "explicit"), where, "model.decoder must be hybrid or explicit")
-    _require(m["proposal"]["encoder"] in ("planes", "hashgrid"), where,
-             "model.proposal.encoder must be planes or hashgrid")
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_int_list(v, minimum: int) -> bool:
+    return isinstance(v, list) and all(_is_int(x) and x >= minimum for x in v)
+
+
+def validate(cfg: dict, where: str, overridden: dict[str, str] | None = None) -> None:
+    """Check every value the code relies on; ``overridden`` maps dotted keys to the ``-o`` that set them."""
+    overridden = overridden or {}
+
+    def require(cond: bool, key: str, msg: str, *related: str):
+        if not cond:
+            src = next((f"override '{overridden[k]}'" for k in (key, *related) if k in overridden), where)
+            raise ConfigError(f"{src}: {key} {msg}")
+
+    m, p, t, o = cfg["model"], cfg["model"]["proposal"], cfg["train"], cfg["offsets"]
+    require(m["decoder"] in ("hybrid", "explicit"), "model.decoder", "must be hybrid or explicit")
     for key in ("features", "n_samples", "density_hidden", "geo_features"):
-        _require(isinstance(m[key], int) and m[key] > 0, where, f"model.{key} must be a positive integer")
-    _require(isinstance(m["space_res"], list) and len(m["space_res"]) > 0
-             and all(isinstance(r, int) and r >= 2 for r in m["space_res"]), where,
-             "model.space_res must be a list of integers >= 2")
-    _require(m["time_res"] == "auto" or (isinstance(m["time_res"], int) and m["time_res"] >= 2), where,
-             "model.time_res must be 'auto' or an integer >= 2")
-    _require(1 <= int(m["sh_degree"]) <= 4, where, "model.sh_degree must be 1..4")
-    _require(isinstance(t["steps"], int) and t["steps"] > 0, where, "train.steps must be a positive integer")
-    _require(isinstance(t["batch_rays"], int) and t["batch_rays"] > 0, where,
-             "train.batch_rays must be a positive integer")
-    _require(isinstance(t["lr"], (int, float)) and t["lr"] > 0, where, "train.lr must be a positive number")
-    _require(isinstance(o["freeze_step"], int) or o["freeze_step"] is None, where,
-             "offsets.freeze_step must be an integer or null")
-    _require(isinstance(o["proposal_grad"], bool), where, "offsets.proposal_grad must be true or false")
-    _require(cfg["data"]["background"] in ("white", "black"), where, "data.background must be white or black")
-    _require(isinstance(cfg["data"]["downsample"], int) and cfg["data"]["downsample"] >= 1, where,
-             "data.downsample must be an integer >= 1")
+        require(_is_int(m[key]) and m[key] > 0, f"model.{key}", "must be a positive integer")
+    require(_is_int_list(m["space_res"], 2) and len(m["space_res"]) > 0, "model.space_res",
+            "must be a non-empty list of integers >= 2")
+    require(m["time_res"] == "auto" or (_is_int(m["time_res"]) and m["time_res"] >= 2), "model.time_res",
+            "must be 'auto' or an integer >= 2")
+    require(_is_int_list(m["color_hidden"], 1) and len(m["color_hidden"]) > 0, "model.color_hidden",
+            "must be a non-empty list of positive integers")
+    require(_is_int(m["sh_degree"]) and 1 <= m["sh_degree"] <= 4, "model.sh_degree", "must be an integer 1..4")
+    bbox = m["bbox"]
+    require(bbox is None or (isinstance(bbox, list) and len(bbox) == 2
+                             and all(isinstance(c, list) and len(c) == 3 and all(_is_number(v) for v in c)
+                                     for c in bbox)
+                             and all(lo < hi for lo, hi in zip(*bbox))), "model.bbox",
+            "must be null or [[xmin, ymin, zmin], [xmax, ymax, zmax]] with each min < max")
+
+    require(p["encoder"] in ("planes", "hashgrid"), "model.proposal.encoder", "must be planes or hashgrid")
+    require(_is_int_list(p["samples"], 1), "model.proposal.samples", "must be a list of positive integers")
+    require(_is_int_list(p["space_res"], 2) and (len(p["space_res"]) > 0 or len(p["samples"]) == 0),
+            "model.proposal.space_res", "must be a list of integers >= 2, non-empty when there are proposal "
+            "levels (model.proposal.samples)", "model.proposal.samples")
+    for key in ("features", "hidden"):
+        require(_is_int(p[key]) and p[key] > 0, f"model.proposal.{key}", "must be a positive integer")
+    require(p["time_res"] == "auto" or (_is_int(p["time_res"]) and p["time_res"] >= 2), "model.proposal.time_res",
+            "must be 'auto' or an integer >= 2")
+
+    for key in ("lr_scale", "l1", "init_std"):
+        require(_is_number(o[key]) and o[key] >= 0, f"offsets.{key}", "must be a non-negative number")
+    require(_is_number(o["init_mean"]), "offsets.init_mean", "must be a number")
+    require(_is_int(o["freeze_step"]) or o["freeze_step"] is None, "offsets.freeze_step",
+            "must be an integer or null")
+    require(isinstance(o["proposal_grad"], bool), "offsets.proposal_grad", "must be true or false")
+    for key, value in cfg["regularizers"].items():
+        require(_is_number(value) and value >= 0, f"regularizers.{key}", "must be a non-negative number")
+
+    for key in ("steps", "batch_rays", "log_every", "checkpoint_every"):
+        require(_is_int(t[key]) and t[key] > 0, f"train.{key}", "must be a positive integer")
+    require(_is_number(t["lr"]) and t["lr"] > 0, "train.lr", "must be a positive number")
+    require(_is_int(t["warmup_steps"]) and t["warmup_steps"] >= 0, "train.warmup_steps",
+            "must be an integer >= 0")
+    require(t["schedule"] in SCHEDULES, "train.schedule", f"must be one of {', '.join(SCHEDULES)}")
+    for key in ("isg_step", "ist_step"):
+        require(t[key] is None or (_is_int(t[key]) and t[key] >= 0), f"train.{key}", "must be an integer >= 0 or null")
+
+    to = cfg["testoptim"]
+    for key in ("steps", "batch_rays"):
+        require(_is_int(to[key]) and to[key] > 0, f"testoptim.{key}", "must be a positive integer")
+    require(_is_number(to["lr"]) and to["lr"] > 0, "testoptim.lr", "must be a positive number")
+    require(to["batch_rays"] <= t["batch_rays"], "testoptim.batch_rays",
+            f"({to['batch_rays']}) must not exceed train.batch_rays ({t['batch_rays']}), "
+            "which sizes the model's ray buffers", "train.batch_rays")
+
+    e = cfg["eval"]
+    require(e["max_frames"] is None or (_is_int(e["max_frames"]) and e["max_frames"] > 0), "eval.max_frames",
+            "must be a positive integer or null")
+    require(isinstance(e["lpips"], bool), "eval.lpips", "must be true or false")
+
+    d = cfg["data"]
+    require(d["background"] in ("white", "black"), "data.background", "must be white or black")
+    require(_is_int(d["downsample"]) and d["downsample"] >= 1, "data.downsample", "must be an integer >= 1")
 
 
 def dump_config(cfg: dict) -> str:

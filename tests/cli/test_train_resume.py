@@ -1,0 +1,44 @@
+"""``taichi-syncnerf train --resume``: it continues with RUN/config.yaml, so overrides are refused."""
+import pytest
+from click.testing import CliRunner
+
+from taichi_syncnerf.cli.main import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_one_line_error(res, *needles):
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    assert "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["-o", "train.steps=5"], ["-o train.steps=5"]),
+    (["--no-sync"], ["--no-sync"]),
+    (["-o", "train.lr=0.02", "--no-sync"], ["-o train.lr=0.02", "--no-sync"]),
+])
+def test_resume_refuses_overrides(tmp_path, monkeypatch, args, needles):
+    import taichi_syncnerf.train
+
+    def no_training(*a, **k):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(taichi_syncnerf.train, "train", no_training)
+    out = tmp_path / "run"
+    res = run("train", "synthetic/sync-kplanes", "--out", out, "--resume", *args, "--quiet")
+    assert_one_line_error(res, "--resume", str(out / "config.yaml"), "overrides are not allowed", *needles)
+    assert not out.exists()
+
+
+def test_resume_without_overrides_reads_the_run(tmp_path):
+    out = tmp_path / "run"
+    assert_one_line_error(run("train", "synthetic/sync-kplanes", "--out", out, "--resume", "--quiet"),
+                          str(out), "run folder not found")
+    assert_one_line_error(run("train", "synthetic/sync-kplanes", "--resume", "-o", "train.steps=5"),
+                          "--resume needs --out")
