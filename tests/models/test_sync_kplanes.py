@@ -14,7 +14,8 @@ def tiny_cfg(proposals, decoder="hybrid"):
         "model.geo_features=3", "model.color_hidden=[8]", "model.sh_degree=2", "model.n_samples=6",
         f"model.proposal.samples={proposals}", "model.proposal.features=2", "model.proposal.space_res=[4]",
         "model.proposal.time_res=4", "model.proposal.hidden=4", "model.density_bias=0.0",
-        "train.batch_rays=5", "testoptim.batch_rays=5", "offsets.l1=0.01", "regularizers.plane_tv=0", "regularizers.plane_tv_proposal=0",
+        "train.batch_rays=5", "testoptim.batch_rays=5", "offsets.l1=0.01", "regularizers.plane_tv=0",
+        "regularizers.plane_tv_proposal=0",
         "regularizers.time_smoothness=0", "regularizers.time_smoothness_proposal=0", "regularizers.l1_time_planes=0",
         "regularizers.l1_time_planes_proposal=0", f"model.decoder={decoder}", "model.explicit_basis_hidden=8",
     ])
