@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "offsets": {
         "lr_scale": 0.1,  # offsets lr = lr_scale * train.lr
         "l1": 1.0e-4,
+        "start_step": 0,  # offsets held until this step (the field takes shape first)
         "freeze_step": 50000,
         "init_mean": -0.001,
         "init_std": 0.001,
@@ -296,6 +297,8 @@ def validate(cfg: dict, where: str, overridden: dict[str, str] | None = None) ->
     require(_is_number(o["init_mean"]), "offsets.init_mean", "must be a number")
     require(_is_int(o["freeze_step"]) or o["freeze_step"] is None, "offsets.freeze_step",
             "must be an integer or null")
+    require(_is_int(o["start_step"]) and o["start_step"] >= 0, "offsets.start_step",
+            "must be an integer >= 0")
     require(isinstance(o["proposal_grad"], bool), "offsets.proposal_grad", "must be true or false")
     for key, value in cfg["regularizers"].items():
         require(_is_number(value) and value >= 0, f"regularizers.{key}", "must be a non-negative number")

@@ -49,5 +49,6 @@ class SamplingSchedule:
         return "uniform"
 
 
-def offsets_frozen(step: int, freeze_step: int | None) -> bool:
-    return freeze_step is not None and step >= freeze_step
+def offsets_frozen(step: int, freeze_step: int | None, start_step: int = 0) -> bool:
+    """Offsets train on steps ``start_step <= step < freeze_step`` (``freeze_step`` None: no end)."""
+    return step < start_step or (freeze_step is not None and step >= freeze_step)

@@ -73,7 +73,7 @@ def train(cfg: dict, data_dir: str | Path, run: str | Path, resume: bool = False
 
     lr_sched = make_lr_schedule(t_cfg["schedule"], int(t_cfg["warmup_steps"]), steps)
     samp_sched = SamplingSchedule(t_cfg["isg_step"], t_cfg["ist_step"])
-    freeze_step = cfg["offsets"]["freeze_step"]
+    freeze_step, start_step = cfg["offsets"]["freeze_step"], int(cfg["offsets"]["start_step"])
     batch = int(t_cfg["batch_rays"])
     log_every = max(1, int(t_cfg["log_every"]))
     ckpt_every = max(1, int(t_cfg["checkpoint_every"]))
@@ -93,7 +93,7 @@ def train(cfg: dict, data_dir: str | Path, run: str | Path, resume: bool = False
             mode = samp_sched(step)
             b = source.sample_batch(rng, batch, mode)
             n = model.load_rays(b["origins"], b["dirs"], b["view_dirs"], b["times"], b["cams"], b["rgb"])
-            frozen = offsets_frozen(step, freeze_step)
+            frozen = offsets_frozen(step, freeze_step, start_step)
             stats = model.train_step(n, step, lr_sched(step), frozen)
             window.append(stats)
             bar.update(1)

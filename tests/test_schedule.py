@@ -30,4 +30,6 @@ def test_sampling_schedule_and_freeze():
     assert SamplingSchedule(5, None)(4) == "uniform"
     assert not offsets_frozen(10, None)
     assert offsets_frozen(10, 10) and not offsets_frozen(9, 10)
+    assert offsets_frozen(4, 10, start_step=5) and not offsets_frozen(5, 10, start_step=5)
+    assert offsets_frozen(10, 10, start_step=5) and not offsets_frozen(100, None, start_step=5)
     assert math.isfinite(WarmupCosine(3, 3)(5))
