@@ -103,6 +103,8 @@ RETIRED_KEYS = {"train": ("eval_every",), "eval": ("chunk_rays",)}  # dropped fr
 
 SCHEDULES = ("warmup_cosine", "constant")
 
+GENERATE_KEYS = ("layout", "cameras", "frames", "size", "fps", "offset_sigma", "seed", "png", "supersample", "crf")
+
 
 class _Loader(yaml.SafeLoader):
     """PyYAML's safe loader, with YAML 1.2 floats: ``1e-3``, ``-2E+5`` and ``1.0e5`` are numbers."""
@@ -328,6 +330,19 @@ def validate(cfg: dict, where: str, overridden: dict[str, str] | None = None) ->
     d = cfg["data"]
     require(d["background"] in ("white", "black"), "data.background", "must be white or black")
     require(_is_int(d["downsample"]) and d["downsample"] >= 1, "data.downsample", "must be an integer >= 1")
+    gen = d["generate"]
+    require(gen is None or isinstance(gen, dict), "data.generate", "must be a mapping of make-scene arguments or null")
+    if gen:
+        unknown = sorted(set(gen) - set(GENERATE_KEYS))
+        require(not unknown, "data.generate", f"has unknown key(s) {', '.join(map(str, unknown))} "
+                f"(known: {', '.join(GENERATE_KEYS)})")
+        require(re.fullmatch(r"\d+x\d+", str(gen.get("size", "128x96")).lower()) is not None,
+                "data.generate", f"size must be WIDTHxHEIGHT such as 128x96, got {gen.get('size')!r}")
+        for key in ("cameras", "frames", "seed", "supersample", "crf"):
+            require(key not in gen or _is_int(gen[key]), "data.generate", f"{key} must be an integer")
+        for key in ("fps", "offset_sigma"):
+            require(key not in gen or _is_number(gen[key]), "data.generate", f"{key} must be a number")
+        require(isinstance(gen.get("png", False), bool), "data.generate", "png must be true or false")
 
 
 def dump_config(cfg: dict) -> str:

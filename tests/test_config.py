@@ -134,6 +134,11 @@ def test_yaml_1_2_floats_do_not_change_pyyaml():
     ("model.bbox=[[0, 0, 0], [1, 1, 0]]", "model.bbox"),
     ("model.bbox=[[0, 0, 0], [1, 1, a]]", "model.bbox"),
     ("model.bbox=1", "model.bbox"),
+    ("offsets.start_step=-1", "offsets.start_step"),
+    ("data.generate={layout: n3dv, foo: 1}", "data.generate has unknown key(s) foo"),
+    ("data.generate={size: 128}", "data.generate size must be WIDTHxHEIGHT"),
+    ("data.generate={cameras: many}", "data.generate cameras must be an integer"),
+    ("data.generate=3", "data.generate must be a mapping"),
 ])
 def test_bad_values_name_the_override_and_key(tmp_path, override, needle):
     p = write(tmp_path, "a.yaml", "")
@@ -158,6 +163,7 @@ def test_bad_value_in_file_names_the_file(tmp_path):
     ["model.bbox=[[-1, -2.5, -3], [1, 2.5, 3]]", "train.isg_step=null", "train.ist_step=null"],
     ["train.schedule=constant", "train.warmup_steps=0", "offsets.init_mean=-1", "regularizers.distortion=0"],
     ["train.batch_rays=256", "testoptim.batch_rays=256"],
+    ["data.generate={layout: blender, cameras: 4, size: 64x48, offset_sigma: 1.5}", "offsets.start_step=100"],
 ])
 def test_good_values_pass(tmp_path, overrides):
     load_config(write(tmp_path, "a.yaml", ""), overrides)
