@@ -2,25 +2,12 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 
 from taichi_syncnerf.cli import data_cmds
 from taichi_syncnerf.cli.main import main
+from . import assert_one_line_error, run
 
 TINY = ["--cameras", "3", "--frames", "4", "--size", "24x16", "--quiet"]
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_one_line_error(res, *needles):
-    assert res.exit_code == 2, res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    assert "Traceback" not in res.output
 
 
 def test_commands_are_registered():

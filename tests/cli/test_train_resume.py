@@ -1,21 +1,7 @@
 """``taichi-syncnerf train --resume``: it continues with RUN/config.yaml, so overrides are refused."""
 import pytest
-from click.testing import CliRunner
 
-from taichi_syncnerf.cli.main import main
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_one_line_error(res, *needles):
-    assert res.exit_code == 2, res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    assert "Traceback" not in res.output
+from . import assert_one_line_error, run
 
 
 @pytest.mark.parametrize("args, needles", [
