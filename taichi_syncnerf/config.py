@@ -267,6 +267,7 @@ def validate(cfg: dict, where: str, overridden: dict[str, str] | None = None) ->
             raise ConfigError(f"{src}: {key} {msg}")
 
     m, p, t, o = cfg["model"], cfg["model"]["proposal"], cfg["train"], cfg["offsets"]
+    d_max = cfg["data"]["max_frames"]
     require(m["decoder"] in ("hybrid", "explicit"), "model.decoder", "must be hybrid or explicit")
     for key in ("features", "n_samples", "density_hidden", "geo_features"):
         require(_is_int(m[key]) and m[key] > 0, f"model.{key}", "must be a positive integer")
@@ -301,6 +302,20 @@ def validate(cfg: dict, where: str, overridden: dict[str, str] | None = None) ->
             "must be an integer or null")
     require(_is_int(o["start_step"]) and o["start_step"] >= 0, "offsets.start_step",
             "must be an integer >= 0")
+    require(o["freeze_step"] is None or o["freeze_step"] >= 0, "offsets.freeze_step", "must be >= 0 or null")
+    require(_is_int(m["explicit_basis_hidden"]) and m["explicit_basis_hidden"] > 0, "model.explicit_basis_hidden",
+            "must be a positive integer")
+    require(_is_number(m["density_bias"]), "model.density_bias", "must be a number")
+    require(_is_int(t["seed"]), "train.seed", "must be an integer")
+    require(_is_number(t["early_stop_transmittance"]) and 0 <= t["early_stop_transmittance"] < 1,
+            "train.early_stop_transmittance", "must be a number in [0, 1)")
+    require(d_max is None or (_is_int(d_max) and d_max >= 2), "data.max_frames", "must be an integer >= 2 or null")
+    for key, lo in (("hash_levels", 1), ("hash_base_res", 2), ("hash_max_res", 2)):
+        require(_is_int(p[key]) and p[key] >= lo, f"model.proposal.{key}", f"must be an integer >= {lo}")
+    require(_is_int(p["hash_log2_table"]) and 4 <= p["hash_log2_table"] <= 26, "model.proposal.hash_log2_table",
+            "must be an integer from 4 to 26")
+    require(p["hash_max_res"] >= p["hash_base_res"], "model.proposal.hash_max_res",
+            "must be >= model.proposal.hash_base_res", "model.proposal.hash_base_res")
     require(isinstance(o["proposal_grad"], bool), "offsets.proposal_grad", "must be true or false")
     for key, value in cfg["regularizers"].items():
         require(_is_number(value) and value >= 0, f"regularizers.{key}", "must be a non-negative number")

@@ -139,6 +139,15 @@ def test_yaml_1_2_floats_do_not_change_pyyaml():
     ("data.generate={size: 128}", "data.generate size must be WIDTHxHEIGHT"),
     ("data.generate={cameras: many}", "data.generate cameras must be an integer"),
     ("data.generate=3", "data.generate must be a mapping"),
+    ("offsets.freeze_step=-5", "offsets.freeze_step"),
+    ("model.explicit_basis_hidden=0", "model.explicit_basis_hidden"),
+    ("model.density_bias=low", "model.density_bias"),
+    ("train.seed=1.5", "train.seed"),
+    ("train.early_stop_transmittance=1", "train.early_stop_transmittance"),
+    ("data.max_frames=1", "data.max_frames"),
+    ("model.proposal.hash_levels=0", "model.proposal.hash_levels"),
+    ("model.proposal.hash_log2_table=30", "model.proposal.hash_log2_table must be an integer from 4 to 26"),
+    ("model.proposal.hash_max_res=8", "model.proposal.hash_max_res must be >= model.proposal.hash_base_res"),
 ])
 def test_bad_values_name_the_override_and_key(tmp_path, override, needle):
     p = write(tmp_path, "a.yaml", "")
