@@ -15,9 +15,9 @@ JSON object.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -103,7 +103,7 @@ def main():
             for variant in args.variants:
                 jobs.append((scene, sigma, variant, seed))
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        results = list(pool.map(lambda j: train_and_measure(exe, rt, args, j[0], j[1], j[2], j[3], out), jobs))
+        results = list(pool.map(lambda job: train_and_measure(exe, rt, args, *job, out), jobs))
     summary = {"name": "sync_synthetic", "config": args.config, "threads": args.threads, "jobs": args.jobs,
                "train_seeds": args.train_seeds, "runs": results}
     print(f"\nmedians over train seeds {args.train_seeds}:")

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from taichi_syncnerf.errors import ConfigError
+from taichi_syncnerf.schedule import LR_SCHEDULES
 
 DEFAULTS: dict[str, Any] = {
     "name": "run",
@@ -101,7 +102,7 @@ DEFAULTS: dict[str, Any] = {
 
 RETIRED_KEYS = {"train": ("eval_every",), "eval": ("chunk_rays",)}  # dropped from old runs' config.yaml
 
-SCHEDULES = ("warmup_cosine", "constant")
+SCHEDULES = tuple(LR_SCHEDULES)
 
 GENERATE_KEYS = ("layout", "cameras", "frames", "size", "fps", "offset_sigma", "seed", "png", "supersample", "crf")
 
@@ -267,7 +268,6 @@ def validate(cfg: dict, where: str, overridden: dict[str, str] | None = None) ->
             raise ConfigError(f"{src}: {key} {msg}")
 
     m, p, t, o = cfg["model"], cfg["model"]["proposal"], cfg["train"], cfg["offsets"]
-    d_max = cfg["data"]["max_frames"]
     require(m["decoder"] in ("hybrid", "explicit"), "model.decoder", "must be hybrid or explicit")
     for key in ("features", "n_samples", "density_hidden", "geo_features"):
         require(_is_int(m[key]) and m[key] > 0, f"model.{key}", "must be a positive integer")
@@ -278,6 +278,9 @@ def validate(cfg: dict, where: str, overridden: dict[str, str] | None = None) ->
     require(_is_int_list(m["color_hidden"], 1) and len(m["color_hidden"]) > 0, "model.color_hidden",
             "must be a non-empty list of positive integers")
     require(_is_int(m["sh_degree"]) and 1 <= m["sh_degree"] <= 4, "model.sh_degree", "must be an integer 1..4")
+    require(_is_int(m["explicit_basis_hidden"]) and m["explicit_basis_hidden"] > 0, "model.explicit_basis_hidden",
+            "must be a positive integer")
+    require(_is_number(m["density_bias"]), "model.density_bias", "must be a number")
     bbox = m["bbox"]
     require(bbox is None or (isinstance(bbox, list) and len(bbox) == 2
                              and all(isinstance(c, list) and len(c) == 3 and all(_is_number(v) for v in c)
@@ -294,28 +297,20 @@ def validate(cfg: dict, where: str, overridden: dict[str, str] | None = None) ->
         require(_is_int(p[key]) and p[key] > 0, f"model.proposal.{key}", "must be a positive integer")
     require(p["time_res"] == "auto" or (_is_int(p["time_res"]) and p["time_res"] >= 2), "model.proposal.time_res",
             "must be 'auto' or an integer >= 2")
-
-    for key in ("lr_scale", "l1", "init_std"):
-        require(_is_number(o[key]) and o[key] >= 0, f"offsets.{key}", "must be a non-negative number")
-    require(_is_number(o["init_mean"]), "offsets.init_mean", "must be a number")
-    require(_is_int(o["freeze_step"]) or o["freeze_step"] is None, "offsets.freeze_step",
-            "must be an integer or null")
-    require(_is_int(o["start_step"]) and o["start_step"] >= 0, "offsets.start_step",
-            "must be an integer >= 0")
-    require(o["freeze_step"] is None or o["freeze_step"] >= 0, "offsets.freeze_step", "must be >= 0 or null")
-    require(_is_int(m["explicit_basis_hidden"]) and m["explicit_basis_hidden"] > 0, "model.explicit_basis_hidden",
-            "must be a positive integer")
-    require(_is_number(m["density_bias"]), "model.density_bias", "must be a number")
-    require(_is_int(t["seed"]), "train.seed", "must be an integer")
-    require(_is_number(t["early_stop_transmittance"]) and 0 <= t["early_stop_transmittance"] < 1,
-            "train.early_stop_transmittance", "must be a number in [0, 1)")
-    require(d_max is None or (_is_int(d_max) and d_max >= 2), "data.max_frames", "must be an integer >= 2 or null")
     for key, lo in (("hash_levels", 1), ("hash_base_res", 2), ("hash_max_res", 2)):
         require(_is_int(p[key]) and p[key] >= lo, f"model.proposal.{key}", f"must be an integer >= {lo}")
     require(_is_int(p["hash_log2_table"]) and 4 <= p["hash_log2_table"] <= 26, "model.proposal.hash_log2_table",
             "must be an integer from 4 to 26")
     require(p["hash_max_res"] >= p["hash_base_res"], "model.proposal.hash_max_res",
             "must be >= model.proposal.hash_base_res", "model.proposal.hash_base_res")
+
+    for key in ("lr_scale", "l1", "init_std"):
+        require(_is_number(o[key]) and o[key] >= 0, f"offsets.{key}", "must be a non-negative number")
+    require(_is_number(o["init_mean"]), "offsets.init_mean", "must be a number")
+    require(o["freeze_step"] is None or (_is_int(o["freeze_step"]) and o["freeze_step"] >= 0),
+            "offsets.freeze_step", "must be an integer >= 0 or null")
+    require(_is_int(o["start_step"]) and o["start_step"] >= 0, "offsets.start_step",
+            "must be an integer >= 0")
     require(isinstance(o["proposal_grad"], bool), "offsets.proposal_grad", "must be true or false")
     for key, value in cfg["regularizers"].items():
         require(_is_number(value) and value >= 0, f"regularizers.{key}", "must be a non-negative number")
@@ -323,6 +318,9 @@ def validate(cfg: dict, where: str, overridden: dict[str, str] | None = None) ->
     for key in ("steps", "batch_rays", "log_every", "checkpoint_every"):
         require(_is_int(t[key]) and t[key] > 0, f"train.{key}", "must be a positive integer")
     require(_is_number(t["lr"]) and t["lr"] > 0, "train.lr", "must be a positive number")
+    require(_is_int(t["seed"]), "train.seed", "must be an integer")
+    require(_is_number(t["early_stop_transmittance"]) and 0 <= t["early_stop_transmittance"] < 1,
+            "train.early_stop_transmittance", "must be a number in [0, 1)")
     require(_is_int(t["warmup_steps"]) and t["warmup_steps"] >= 0, "train.warmup_steps",
             "must be an integer >= 0")
     require(t["schedule"] in SCHEDULES, "train.schedule", f"must be one of {', '.join(SCHEDULES)}")
@@ -345,6 +343,8 @@ def validate(cfg: dict, where: str, overridden: dict[str, str] | None = None) ->
     d = cfg["data"]
     require(d["background"] in ("white", "black"), "data.background", "must be white or black")
     require(_is_int(d["downsample"]) and d["downsample"] >= 1, "data.downsample", "must be an integer >= 1")
+    require(d["max_frames"] is None or (_is_int(d["max_frames"]) and d["max_frames"] >= 2), "data.max_frames",
+            "must be an integer >= 2 or null")
     gen = d["generate"]
     require(gen is None or isinstance(gen, dict), "data.generate", "must be a mapping of make-scene arguments or null")
     if gen:

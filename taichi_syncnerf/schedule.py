@@ -26,12 +26,16 @@ class Constant:
         return 1.0
 
 
+LR_SCHEDULES = {
+    "warmup_cosine": lambda warmup, total: WarmupCosine(warmup, total),
+    "constant": lambda warmup, total: Constant(),
+}
+
+
 def make_lr_schedule(name: str, warmup: int, total: int):
-    if name == "warmup_cosine":
-        return WarmupCosine(warmup, total)
-    if name == "constant":
-        return Constant()
-    raise ValueError(f"unknown schedule {name!r}")
+    if name not in LR_SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}")
+    return LR_SCHEDULES[name](warmup, total)
 
 
 @dataclass(frozen=True)

@@ -229,13 +229,13 @@ class SyncKPlanes:
             glue.points_backward(self.pts, self.ray_cam, self.offsets.params, smp.ray_start, smp.ray_count,
                                  n_rays)
         inter = 0.0
+        prop_time_grad = self.sync and bool(self.cfg["offsets"]["proposal_grad"])
         for i, prop in enumerate(self.proposals):
             psmp = self.samplers[i]
             prend = self.prop_renderers[i]
             inter += ray_losses.interlevel(smp, self.renderer.weights, psmp, prend.weights, n_rays,
                                            scale=float(reg["interlevel"]))
             prend.backward(psmp, prop.sigma, None, n_rays, d_colour=False, d_weights=True)
-            prop_time_grad = self.sync and bool(self.cfg["offsets"]["proposal_grad"])
             prop.backward(self.prop_pts[i], psmp.n_samples, coord_grad=prop_time_grad)
             if prop_time_grad:
                 glue.points_backward(self.prop_pts[i], self.ray_cam, self.offsets.params, psmp.ray_start,
