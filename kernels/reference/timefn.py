@@ -1,0 +1,25 @@
+"""Float64 numpy twin of kernels/timefn.py."""
+import numpy as np
+
+
+def table_times(offsets, n_frames, per_camera=True):
+    """(K, F) normalised times ``0.8 * (2 f / (F - 1) - 1) + offsets[k]``."""
+    f = np.arange(n_frames)
+    t = 0.8 * (2.0 * f / max(n_frames - 1, 1) - 1.0) if n_frames > 1 else np.zeros(1)
+    offsets = np.asarray(offsets, np.float64) if per_camera else np.zeros(1)
+    return offsets[:, None] + t[None, :]
+
+
+def encode_times(t, n_freqs):
+    """Encoding (..., 2L) of normalised times ``t`` (...)."""
+    tau = (np.asarray(t, np.float64) + 0.8) / 1.6
+    w = 2.0 ** np.arange(n_freqs)
+    ang = tau[..., None] * w
+    out = np.stack([np.sin(ang), np.cos(ang)], -1).reshape(*tau.shape, 2 * n_freqs)
+    return out / np.sqrt(n_freqs)
+
+
+def time_encoding(offsets, n_frames, n_freqs, per_camera=True):
+    """The (K * F, 2L) table of kernels/timefn.time_encoding."""
+    t = table_times(offsets, n_frames, per_camera)
+    return encode_times(t, n_freqs).reshape(-1, 2 * n_freqs)

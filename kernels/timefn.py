@@ -1,0 +1,66 @@
+"""Time encoding of the implicit time function (Sync-MixVoxels), per (camera slot, frame).
+
+Row ``k * F + f`` of the table is the encoding of the time queried by camera slot ``k`` at frame
+``f``: ``t = 0.8 * (2 f / (F - 1) - 1) + offsets[k]`` (the project's time convention plus the
+camera's offset, normalised units). The reference encodes times in [0, 1], so ``t`` is first
+mapped affinely by ``tau = (t + 0.8) / 1.6`` (frame 0 -> 0, frame F-1 -> 1); then, for
+``l = 0 .. L-1``::
+
+    gamma[2 l]     = sin(2^l tau) / sqrt(L)
+    gamma[2 l + 1] = cos(2^l tau) / sqrt(L)
+
+(no pi, as in the reference code; the division by ``sqrt(L)`` is the reference's division by
+the L2 norm of the vector, which is always ``sqrt(L)``). With ``per_camera = 0`` the table has one
+slot and no offset (``K = 1``).
+
+Backward: reads ``out.grad`` (rows ``< K * F``) and ACCUMULATES ``sum_f dL/dt(k, f)`` into
+``offsets.grad[k]``, with ``d gamma[2 l] / dt = 2^l cos(2^l tau) / (1.6 sqrt(L))`` and
+``d gamma[2 l + 1] / dt = -2^l sin(2^l tau) / (1.6 sqrt(L))``. ``dt_table`` (K * F,) receives
+the per-row time derivative ``dL/dt`` (for tests and logging).
+
+Example::
+
+    time_encoding(offsets.params, table, K, F, L, 1)     # table (K * F, 2 L)
+    ... table.grad = dL/dtable (e.g. from the time MLP's input gradient) ...
+    time_encoding_backward(offsets.params, table, dt, K, F, L, 1)
+"""
+import taichi as ti
+
+TIME_SCALE = 1.6  # tau = (t + 0.8) / TIME_SCALE
+
+
+@ti.func
+def _tau(offsets: ti.template(), k, f, F, per_camera):
+    t = 0.0
+    if F > 1:
+        t = 0.8 * (2.0 * f / (F - 1.0) - 1.0)
+    if per_camera:
+        t += offsets[k]
+    return (t + 0.8) / TIME_SCALE
+
+
+@ti.kernel
+def time_encoding(offsets: ti.template(), out: ti.template(), K: int, F: int, L: int, per_camera: int):
+    """``out[k * F + f, 0:2L]`` = encoding of camera slot k's time at frame f."""
+    norm = 1.0 / ti.sqrt(ti.cast(L, float))
+    for k, f, l in ti.ndrange(K, F, L):
+        tau = _tau(offsets, k, f, F, per_camera)
+        w = ti.pow(2.0, ti.cast(l, float))
+        out[k * F + f, 2 * l] = ti.sin(w * tau) * norm
+        out[k * F + f, 2 * l + 1] = ti.cos(w * tau) * norm
+
+
+@ti.kernel
+def time_encoding_backward(offsets: ti.template(), out: ti.template(), dt_table: ti.template(), K: int,
+                           F: int, L: int, per_camera: int):
+    norm = 1.0 / (ti.sqrt(ti.cast(L, float)) * TIME_SCALE)
+    for k, f in ti.ndrange(K, F):
+        tau = _tau(offsets, k, f, F, per_camera)
+        row = k * F + f
+        d = 0.0
+        for l in range(L):
+            w = ti.pow(2.0, ti.cast(l, float))
+            d += w * (out.grad[row, 2 * l] * ti.cos(w * tau) - out.grad[row, 2 * l + 1] * ti.sin(w * tau))
+        dt_table[row] = d * norm
+        if per_camera:
+            ti.atomic_add(offsets.grad[k], d * norm)
