@@ -10,8 +10,9 @@ Two stages, each with a hand-written backward:
        sigma[i, f]  = scale * relu(<hs[i], zs[q, :D]> + zs[q, D])
        rgb[i, f, c] = sigmoid(<hc[i], zc[q, c (D+1) : c (D+1) + D]> + zc[q, c (D+1) + D])
 
-   ``hs``, ``hc`` (N, D) are the per-sample trunk features; ``zs`` (K F, D + 1) and
-   ``zc`` (K F, 3 (D + 1)) the per-(slot, frame) queries with a bias in the last column (the
+   ``hs``, ``hc`` (N, D) are the per-sample trunk features; ``zs`` (K F (D + 1),) and
+   ``zc`` (K F 3 (D + 1),) flat fields holding the per-(slot, frame) query rows (row-major, as
+   written above with ``zs[q, j] = zs[q * (D + 1) + j]``, ``zc[q, j] = zc[q * 3 (D + 1) + j]``) with a bias in the last column (the
    per-frame head learns them; the time function computes them and leaves the bias at 0).
    Backward: reads ``sigma.grad``, ``rgb.grad``; OVERWRITES ``hs.grad``, ``hc.grad`` rows
    ``< n``; ACCUMULATES into ``zs.grad``, ``zc.grad``. The table gradient is a reduction over
@@ -81,14 +82,14 @@ def _head_forward(hs: ti.template(), hc: ti.template(), zs: ti.template(), zc: t
                   scale: float):
     for i, f in ti.ndrange(n, F):
         q = slot[i] * F + f
-        a = zs[q, D]
-        c0, c1, c2 = zc[q, D], zc[q, 2 * D + 1], zc[q, 3 * D + 2]
+        a = zs[q * (D + 1) + D]
+        c0, c1, c2 = zc[q * 3 * (D + 1) + D], zc[q * 3 * (D + 1) + 2 * D + 1], zc[q * 3 * (D + 1) + 3 * D + 2]
         for d in range(D):
-            a += hs[i, d] * zs[q, d]
+            a += hs[i, d] * zs[q * (D + 1) + d]
             h = hc[i, d]
-            c0 += h * zc[q, d]
-            c1 += h * zc[q, D + 1 + d]
-            c2 += h * zc[q, 2 * D + 2 + d]
+            c0 += h * zc[q * 3 * (D + 1) + d]
+            c1 += h * zc[q * 3 * (D + 1) + D + 1 + d]
+            c2 += h * zc[q * 3 * (D + 1) + 2 * D + 2 + d]
         sigma[i, f] = scale * ti.max(a, 0.0)
         rgb[i, f, 0] = 1.0 / (1.0 + ti.exp(-c0))
         rgb[i, f, 1] = 1.0 / (1.0 + ti.exp(-c1))
@@ -106,8 +107,8 @@ def _head_feature_grad(hs: ti.template(), hc: ti.template(), zs: ti.template(), 
         for f in range(F):
             gs, gc = _pre_grads(sigma, rgb, i, f, scale)
             q = base + f
-            a += gs * zs[q, d]
-            b += gc[0] * zc[q, d] + gc[1] * zc[q, D + 1 + d] + gc[2] * zc[q, 2 * D + 2 + d]
+            a += gs * zs[q * (D + 1) + d]
+            b += gc[0] * zc[q * 3 * (D + 1) + d] + gc[1] * zc[q * 3 * (D + 1) + D + 1 + d] + gc[2] * zc[q * 3 * (D + 1) + 2 * D + 2 + d]
         hs.grad[i, d] = a
         hc.grad[i, d] = b
 
@@ -129,9 +130,9 @@ def _head_table_grad(hs: ti.template(), hc: ti.template(), zs: ti.template(), zc
                 hcv = hc[i, d]
             a += gs * hsv
             c += gc * hcv
-        zs.grad[q, d] += a
+        zs.grad[q * (D + 1) + d] += a
         for ch in ti.static(range(3)):
-            zc.grad[q, ch * (D + 1) + d] += c[ch]
+            zc.grad[q * 3 * (D + 1) + ch * (D + 1) + d] += c[ch]
 
 
 @ti.data_oriented

@@ -22,8 +22,8 @@ def _load(field, a):
 def test_head_forward_and_backward(rng):
     hs_f = ti.field(float, shape=(N, D), needs_grad=True)
     hc_f = ti.field(float, shape=(N, D), needs_grad=True)
-    zs_f = ti.field(float, shape=(K * F, D + 1), needs_grad=True)
-    zc_f = ti.field(float, shape=(K * F, 3 * (D + 1)), needs_grad=True)
+    zs_f = ti.field(float, shape=K * F * (D + 1), needs_grad=True)
+    zc_f = ti.field(float, shape=K * F * 3 * (D + 1), needs_grad=True)
     slot_f = ti.field(ti.i32, shape=N)
     start_f = ti.field(ti.i32, shape=K + 1)
     head = allframes.FrameHead(N, F, D, density_scale=SCALE)
@@ -31,7 +31,8 @@ def test_head_forward_and_backward(rng):
     zs, zc = rng.normal(size=(K * F, D + 1)), rng.normal(size=(K * F, 3 * (D + 1)))
     slot = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1])
     gs, gc = rng.normal(size=(N, F)), rng.normal(size=(N, F, 3))
-    for f_, a in ((hs_f, hs), (hc_f, hc), (zs_f, zs), (zc_f, zc), (slot_f, slot), (start_f, [0, 4, 9])):
+    for f_, a in ((hs_f, hs), (hc_f, hc), (zs_f, zs.ravel()), (zc_f, zc.ravel()), (slot_f, slot),
+                  (start_f, [0, 4, 9])):
         f_.from_numpy(np.asarray(a, f_.dtype == ti.i32 and np.int32 or np.float64))
     head.forward(hs_f, hc_f, zs_f, zc_f, slot_f, N)
     s_want, c_want = ref.head(hs, hc, zs, zc, slot, F, SCALE)
@@ -50,9 +51,9 @@ def test_head_forward_and_backward(rng):
 
     np.testing.assert_allclose(hs_f.grad.to_numpy(), finite_diff(lambda v: loss(v, hc, zs, zc), hs), atol=1e-6)
     np.testing.assert_allclose(hc_f.grad.to_numpy(), finite_diff(lambda v: loss(hs, v, zs, zc), hc), atol=1e-6)
-    np.testing.assert_allclose(zs_f.grad.to_numpy() - 0.25, finite_diff(lambda v: loss(hs, hc, v, zc), zs),
+    np.testing.assert_allclose(zs_f.grad.to_numpy().reshape(zs.shape) - 0.25, finite_diff(lambda v: loss(hs, hc, v, zc), zs),
                                atol=1e-6)
-    np.testing.assert_allclose(zc_f.grad.to_numpy(), finite_diff(lambda v: loss(hs, hc, zs, v), zc), atol=1e-6)
+    np.testing.assert_allclose(zc_f.grad.to_numpy().reshape(zc.shape), finite_diff(lambda v: loss(hs, hc, zs, v), zc), atol=1e-6)
 
 
 @pytest.fixture
