@@ -1,0 +1,29 @@
+"""A tiny trained run shared by the viewer tests (a few steps: a model, not a good one)."""
+import pytest
+
+TINY = [
+    "model.features=4", "model.space_res=[8, 16]", "model.time_res=6", "model.density_hidden=16",
+    "model.geo_features=7", "model.color_hidden=[16]", "model.sh_degree=2", "model.n_samples=12",
+    "model.proposal.samples=[16]", "model.proposal.features=4", "model.proposal.space_res=[16]",
+    "model.proposal.time_res=6", "model.proposal.hidden=8", "train.batch_rays=256", "train.warmup_steps=5",
+    "train.log_every=5", "train.checkpoint_every=10", "eval.max_frames=2", "testoptim.batch_rays=256",
+    "offsets.lr_scale=1.0",
+    "offsets.freeze_step=null", "train.lr=0.02", "train.steps=40",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """(run folder, dataset folder) of a 4-camera, 12-frame, 32x24 forward-facing (NDC) scene."""
+    from taichi_syncnerf.config import load_config, resolve_config_path
+    from taichi_syncnerf.data.synthetic import make_scene
+    from taichi_syncnerf.train import train
+
+    root = tmp_path_factory.mktemp("viewer")
+    scene = root / "scene"
+    make_scene(scene, layout="n3dv", cameras=4, frames=12, size=(32, 24), offset_sigma=2.0, seed=3, progress=False)
+    cfg_path = root / "tiny.yaml"
+    cfg_path.write_text(f"base: {resolve_config_path('synthetic/sync-kplanes')}\nname: tiny\n")
+    run = root / "run"
+    train(load_config(cfg_path, TINY), scene, run, progress=False)
+    return run, scene
