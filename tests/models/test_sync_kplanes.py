@@ -37,27 +37,83 @@ def make_model(cfg, n_rays=5, seed=0):
     return model, n_rays
 
 
+def randomize_planes(model, seed=2):
+    """Every plane of every encoder (time planes included) drawn at random, so that the field
+    changes along t and the offsets get a photometric gradient."""
+    rng = np.random.default_rng(seed)
+    for comp in model.components().values():
+        values = comp.encoder.params.to_numpy()
+        comp.encoder.params.from_numpy(rng.uniform(0.3, 1.5, values.shape))
+
+
+def densify_field(model, shift=6.0):
+    """A dense radiance field puts its weights on the first samples, which the untrained
+    proposal does not bound: the interlevel loss is then positive and reaches the proposal."""
+    from taichi_syncnerf.kernels.mlp import flatten
+
+    layers = model.field.density_mlp.layers()
+    layers[-1][1][0] += shift
+    model.field.density_mlp.set_params(flatten(layers))
+
+
+def freeze_sampling_and_fine_weights(model, monkeypatch):
+    """Hold what the model's gradient treats as constant: the final samples (importance
+    resampling from the proposal weights) and the final weights seen by the interlevel loss.
+    Afterwards ``forward_backward`` evaluates exactly the loss whose gradient it returns."""
+    import taichi as ti
+
+    from taichi_syncnerf.models import sync_kplanes as module
+
+    fine_weights = model.renderer.weights
+    frozen = ti.field(float, shape=fine_weights.shape)
+    frozen.copy_from(fine_weights)
+    for smp in model.samplers[1:]:
+        monkeypatch.setattr(smp, "importance", lambda *a, **k: None)
+    original = module.ray_losses.interlevel
+    monkeypatch.setattr(module.ray_losses, "interlevel",
+                        lambda fine, w, prop, pw, n, **kw: original(fine, frozen, prop, pw, n, **kw))
+
+
 def loss(model, n):
     model.optimizer.zero_grad()
     return model.forward_backward(n, seed=1, jitter=False)["loss"]
 
 
+def checked_entries(grad, rng, n_top=3, n_random=3):
+    """Indices where the gradient is not negligible: the largest entries and a few at random
+    among those above 5 % of the largest."""
+    mag = np.abs(grad)
+    top = np.argsort(mag)[::-1][:n_top]
+    big = np.flatnonzero(mag > 0.05 * mag.max())
+    extra = rng.choice(big, size=min(n_random, len(big)), replace=False)
+    return sorted(set(top.tolist()) | set(extra.tolist()))
+
+
 @pytest.mark.parametrize("decoder", ["hybrid", "explicit"])
-def test_whole_loss_gradient_matches_finite_differences(decoder):
-    model, n = make_model(tiny_cfg("[]", decoder))
+def test_whole_loss_gradient_matches_finite_differences(decoder, monkeypatch):
+    cfg = tiny_cfg("[6]", decoder)
+    cfg["offsets"]["l1"] = 0.0  # the offsets' gradient is then purely photometric and interlevel
+    model, n = make_model(cfg)
+    randomize_planes(model)
+    densify_field(model, 3.0)
     model.optimizer.zero_grad()
     stats = model.forward_backward(n, seed=1, jitter=False)
-    assert np.isfinite(stats["loss"]) and stats["loss"] > 0
+    assert np.isfinite(stats["loss"]) and stats["loss"] > 0 and stats["interlevel"] > 0
     grads = {name: model.optimizer.group(name).param.grad.to_numpy().copy()
              for name in model.optimizer.names}
     assert grads["offsets"][0] == 0.0  # the test camera holds still
-    assert np.abs(grads["offsets"][1:]).max() > 1e-6  # offsets see the photometric loss
+    assert np.abs(grads["offsets"][1:]).min() > 1e-4  # offsets see the photometric loss
+    freeze_sampling_and_fine_weights(model, monkeypatch)
+    assert loss(model, n) == pytest.approx(stats["loss"], rel=1e-12)
     eps = 1e-6
     rng = np.random.default_rng(5)
+    checked = 0
     for name in model.optimizer.names:
         field = model.optimizer.group(name).param
         values = field.to_numpy()
-        idx = [1, 2] if name == "offsets" else rng.choice(len(values), size=min(4, len(values)), replace=False)
+        g = grads[name]
+        assert np.abs(g).max() > 1e-5, name  # every group gets a gradient worth checking
+        idx = [1, 2] if name == "offsets" else checked_entries(g, rng)
         for i in idx:
             up, dn = values.copy(), values.copy()
             up[i] += eps
@@ -68,7 +124,9 @@ def test_whole_loss_gradient_matches_finite_differences(decoder):
             lm = loss(model, n)
             field.from_numpy(values)
             fd = (lp - lm) / (2 * eps)
-            assert grads[name][i] == pytest.approx(fd, rel=2e-4, abs=1e-8), (name, i)
+            assert g[i] == pytest.approx(fd, rel=1e-4, abs=1e-3 * np.abs(g).max()), (name, i, g[i], fd)
+            checked += 1
+    assert checked >= 5 * len(model.optimizer.names) - 3
 
 
 def test_no_sync_keeps_offsets_at_zero_and_proposals_train():
@@ -122,20 +180,16 @@ def test_hashgrid_proposal_trains():
 
 
 def test_offsets_can_ignore_the_proposal_time_gradient():
-    from taichi_syncnerf.kernels.mlp import flatten
+    cfg = tiny_cfg("[8]")
+    cfg["offsets"]["l1"] = 0.0  # no L1 term: what is left is the photometric and interlevel paths
+    model, n = make_model(cfg)
+    randomize_planes(model)  # every level's time planes vary along t
+    densify_field(model, 3.0)  # the proposal under-bounds these weights: interlevel > 0
 
-    def offsets_grad(**overrides):
-        cfg = tiny_cfg("[8]")
-        cfg["offsets"]["proposal_grad"] = overrides.get("proposal_grad", True)
-        cfg["regularizers"]["interlevel"] = overrides.get("interlevel", 1.0)
-        model, n = make_model(cfg)
-        layers = model.field.density_mlp.layers()
-        layers[-1][1][0] += 6.0  # the proposal under-bounds these weights: interlevel > 0
-        model.field.density_mlp.set_params(flatten(layers))
-        # time planes start constant (no time gradient): vary the proposal's planes
-        enc = model.proposals[0].encoder.params
-        values = enc.to_numpy()
-        enc.from_numpy(values + np.random.default_rng(3).normal(0.0, 0.2, values.shape))
+    def offsets_grad(proposal_grad=True, interlevel=1.0):
+        # both switches are read at every step, so one model serves the three variants
+        model.cfg["offsets"]["proposal_grad"] = proposal_grad
+        model.cfg["regularizers"]["interlevel"] = interlevel
         model.optimizer.zero_grad()
         stats = model.forward_backward(n, seed=1, jitter=False)
         return stats, model.offsets.params.grad.to_numpy().copy()
@@ -144,6 +198,9 @@ def test_offsets_can_ignore_the_proposal_time_gradient():
     assert stats["interlevel"] > 0
     _, without = offsets_grad(proposal_grad=False)
     _, no_interlevel = offsets_grad(interlevel=0.0)
-    # Without the proposal path, the offsets see exactly the gradient of the losses on the final field.
+    # The photometric gradient reaches the trainable offsets ...
+    assert np.abs(without[1:]).min() > 1e-5
+    # ... and without the proposal path it is all they see: exactly the no-interlevel gradient.
     np.testing.assert_allclose(without, no_interlevel, rtol=1e-10, atol=1e-14)
-    assert np.abs(with_proposals - without).max() > 1e-6
+    # With the proposal path the interlevel loss adds its own share.
+    assert np.abs(with_proposals - without)[1:].min() > 1e-3 * np.abs(without).max()
