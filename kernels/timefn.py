@@ -18,6 +18,9 @@ Backward: reads ``out.grad`` (rows ``< K * F``) and ACCUMULATES ``sum_f dL/dt(k,
 ``d gamma[2 l + 1] / dt = -2^l sin(2^l tau) / (1.6 sqrt(L))``. ``dt_table`` (K * F,) receives
 the per-row time derivative ``dL/dt`` (for tests and logging).
 
+``time_encoding_at`` encodes arbitrary times (offsets already added), for rendering at a
+time between frames; it has no backward.
+
 Example::
 
     time_encoding(offsets.params, table, K, F, L, 1)     # table (K * F, 2 L)
@@ -64,3 +67,14 @@ def time_encoding_backward(offsets: ti.template(), out: ti.template(), dt_table:
         dt_table[row] = d * norm
         if per_camera:
             ti.atomic_add(offsets.grad[k], d * norm)
+
+
+@ti.kernel
+def time_encoding_at(times: ti.template(), out: ti.template(), Q: int, L: int):
+    """``out[q, 0:2L]`` = encoding of the normalised time ``times[q]``."""
+    norm = 1.0 / ti.sqrt(ti.cast(L, float))
+    for q, l in ti.ndrange(Q, L):
+        tau = (times[q] + 0.8) / TIME_SCALE
+        w = ti.pow(2.0, ti.cast(l, float))
+        out[q, 2 * l] = ti.sin(w * tau) * norm
+        out[q, 2 * l + 1] = ti.cos(w * tau) * norm

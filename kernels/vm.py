@@ -112,7 +112,7 @@ class VMEncoder:
         self._check(x, feat, n)
         if coord_grad:
             _zero_coord_grad(x, n)
-        _backward(self.params, self.meta, self.res_f, x, feat, n, self.output_dim, int(coord_grad))
+        _backward(self.params, self.meta, self.res_f, x, feat, n, self.output_dim, bool(coord_grad))
 
 
 @ti.func
@@ -148,7 +148,7 @@ def _zero_coord_grad(x: ti.template(), n: int):
 
 @ti.kernel
 def _backward(params: ti.template(), meta: ti.template(), res: ti.template(), x: ti.template(),
-              feat: ti.template(), n: int, M: int, coord_grad: int):
+              feat: ti.template(), n: int, M: int, coord_grad: ti.template()):
     for i, m in ti.ndrange(n, M):
         g = feat.grad[i, m]
         if g != 0.0:
@@ -165,7 +165,7 @@ def _backward(params: ti.template(), meta: ti.template(), res: ti.template(), x:
             gl = g * pv
             ti.atomic_add(params.grad[l0], gl * (1.0 - ww))
             ti.atomic_add(params.grad[l0 + C], gl * ww)
-            if coord_grad:
+            if ti.static(coord_grad):
                 ti.atomic_add(x.grad[i, a], gp * ((1.0 - wb) * (v01 - v00) + wb * (v11 - v10)) * da)
                 ti.atomic_add(x.grad[i, b], gp * ((1.0 - wa) * (v10 - v00) + wa * (v11 - v01)) * db)
                 ti.atomic_add(x.grad[i, w], gl * (params[l0 + C] - params[l0]) * dw)

@@ -48,3 +48,12 @@ def test_offset_gradient_matches_finite_differences(fields, rng):
     row_loss = lambda tt: float(np.sum(ref.encode_times(tt, L) * g))  # noqa: E731
     np.testing.assert_allclose(dt.to_numpy(), finite_diff(row_loss, t), atol=1e-7)
     assert np.abs(dt.to_numpy()).max() > 0.1
+
+
+def test_encoding_at_arbitrary_times(rng):
+    t = rng.uniform(-1, 1, 11)
+    times = ti.field(float, shape=11)
+    out = ti.field(float, shape=(11, 2 * L))
+    times.from_numpy(t)
+    timefn.time_encoding_at(times, out, 11, L)
+    np.testing.assert_allclose(out.to_numpy(), ref.encode_times(t, L), rtol=1e-12, atol=1e-12)
