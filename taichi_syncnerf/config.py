@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
         "background": "white",  # blender layout: white or black
     },
     "model": {
+        "kind": "sync-kplanes",  # sync-kplanes | sync-mixvoxels (taichi_syncnerf/models/registry.py)
         "sync": True,
         "decoder": "hybrid",  # hybrid | explicit
         "features": 16,  # per scale
@@ -55,6 +56,32 @@ DEFAULTS: dict[str, Any] = {
             "hash_max_res": 256,
         },
         "bbox": None,  # [[xmin,ymin,zmin],[xmax,ymax,zmax]]; None = from the dataset
+    },
+    "mixvoxels": {  # model.kind: sync-mixvoxels (docs/CONFIG.md); published Plenoptic settings
+        "comps_density": [16, 4, 4],  # VM components per pair (xy*z, xz*y, yz*x): density-type grids
+        "comps_app": [48, 12, 12],  # appearance grids
+        "init_std": 0.1,
+        "voxels_init": 16777216,  # 256^3
+        "voxels_final": 262144000,  # 640^3
+        "upsample_steps": [3000, 4000, 5000, 6500],
+        "alpha_mask_steps": [3500],
+        "alpha_mask_threshold": 1.0e-5,
+        "n_samples": 128,  # per ray, inside the (shrunk) box
+        "density_scale": 25.0,
+        "static_hidden": 128,
+        "trunk_hidden": 512,
+        "width": 512,  # trunk feature width D (the per-frame / time queries' width)
+        "time_freqs": 10,
+        "time_hidden": 512,
+        "lr_basis": 3.0e-3,  # MLPs and per-frame queries; the grids use train.lr
+        "lr_time_scale": 5.0,  # time MLPs: lr_basis * lr_time_scale
+        "std_threshold": 0.03,
+        "dynamic_threshold": 0.9,
+        "sample_threshold": 0.01,
+        "pool_kernel": 41,
+        "bce_pos_weight": 19.0,
+        "bce_weight": 1.0,
+        "stage1_steps": 10000,  # per-frame head without offsets, then the time function with offsets
     },
     "offsets": {
         "lr_scale": 0.1,  # offsets lr = lr_scale * train.lr
@@ -103,6 +130,8 @@ DEFAULTS: dict[str, Any] = {
 RETIRED_KEYS = {"train": ("eval_every",), "eval": ("chunk_rays",)}  # dropped from old runs' config.yaml
 
 SCHEDULES = tuple(LR_SCHEDULES)
+
+MODEL_KINDS = ("sync-kplanes", "sync-mixvoxels")
 
 GENERATE_KEYS = ("layout", "cameras", "frames", "size", "fps", "offset_sigma", "seed", "png", "supersample", "crf")
 
@@ -327,6 +356,9 @@ def validate(cfg: dict, where: str, overridden: dict[str, str] | None = None) ->
     for key in ("isg_step", "ist_step"):
         require(t[key] is None or (_is_int(t[key]) and t[key] >= 0), f"train.{key}", "must be an integer >= 0 or null")
 
+    require(m["kind"] in MODEL_KINDS, "model.kind", f"must be one of {', '.join(MODEL_KINDS)}")
+    _validate_mixvoxels(cfg["mixvoxels"], require)
+
     to = cfg["testoptim"]
     for key in ("steps", "batch_rays"):
         require(_is_int(to[key]) and to[key] > 0, f"testoptim.{key}", "must be a positive integer")
@@ -358,6 +390,26 @@ def validate(cfg: dict, where: str, overridden: dict[str, str] | None = None) ->
         for key in ("fps", "offset_sigma"):
             require(key not in gen or _is_number(gen[key]), "data.generate", f"{key} must be a number")
         require(isinstance(gen.get("png", False), bool), "data.generate", "png must be true or false")
+
+
+def _validate_mixvoxels(mx: dict, require) -> None:
+    for key in ("comps_density", "comps_app"):
+        require(_is_int_list(mx[key], 1) and len(mx[key]) == 3, f"mixvoxels.{key}",
+                "must be a list of 3 positive integers")
+    for key in ("n_samples", "static_hidden", "trunk_hidden", "width", "time_freqs", "time_hidden", "pool_kernel"):
+        require(_is_int(mx[key]) and mx[key] > 0, f"mixvoxels.{key}", "must be a positive integer")
+    for key in ("init_std", "density_scale", "lr_basis", "lr_time_scale", "bce_pos_weight", "bce_weight",
+                "alpha_mask_threshold", "std_threshold"):
+        require(_is_number(mx[key]) and mx[key] >= 0, f"mixvoxels.{key}", "must be a non-negative number")
+    for key in ("dynamic_threshold", "sample_threshold"):
+        require(_is_number(mx[key]) and 0 < mx[key] < 1, f"mixvoxels.{key}", "must be a number in (0, 1)")
+    for key in ("voxels_init", "voxels_final"):
+        require(_is_int(mx[key]) and mx[key] >= 8, f"mixvoxels.{key}", "must be an integer >= 8")
+    require(mx["voxels_final"] >= mx["voxels_init"], "mixvoxels.voxels_final", "must be >= mixvoxels.voxels_init")
+    for key in ("upsample_steps", "alpha_mask_steps"):
+        require(_is_int_list(mx[key], 0), f"mixvoxels.{key}", "must be a list of integers >= 0")
+    require(_is_int(mx["stage1_steps"]) and mx["stage1_steps"] >= 0, "mixvoxels.stage1_steps",
+            "must be an integer >= 0")
 
 
 def dump_config(cfg: dict) -> str:
