@@ -14,62 +14,10 @@ JSON object.
 """
 import argparse
 import json
-import os
-import shutil
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
-
-def run(cmd, log):
-    """Run a command; return (wall seconds, peak RSS in MiB). Output goes to ``log``."""
-    t0 = time.perf_counter()
-    with open(log, "w") as f:
-        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t0
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        sys.exit(f"command failed ({code}): {' '.join(cmd)}; see {log}")
-    return wall, usage.ru_maxrss / 1024.0
-
-
-def train_and_measure(exe, rt, args, scene, sigma, variant, seed, out):
-    """Train one variant (then testoptim for Sync) and return its figures."""
-    name = f"sigma{sigma:g}-{variant}" + (f"-seed{seed}" if len(args.train_seeds) > 1 else "")
-    rdir = out / name
-    if rdir.exists():
-        shutil.rmtree(rdir)
-    cmd = exe + ["train", args.config, "--data", str(scene), "--out", str(rdir)] + rt
-    cmd += sum([["-o", o] for o in args.overrides + [f"train.seed={seed}"]], [])
-    if variant == "nosync":
-        cmd.append("--no-sync")
-    wall, rss = run(cmd, out / f"{name}-train.log")
-    t_wall = None
-    if variant == "sync" or args.testoptim_baseline:
-        t_wall, _ = run(exe + ["testoptim", str(rdir)] + rt, out / f"{name}-testoptim.log")
-    m = json.loads((rdir / "metrics.json").read_text())
-    before = m.get("test_before_testoptim", m["test"])
-    log = [json.loads(line) for line in (rdir / "log.jsonl").read_text().splitlines()]
-    res = {
-        "name": name, "sigma": sigma, "variant": variant, "train_seed": seed,
-        "test_psnr": m["test"]["psnr"], "test_ssim": m["test"]["ssim"],
-        "test_psnr_before_testoptim": before["psnr"],
-        "train_psnr": m["train"]["psnr"],
-        "offsets_mae_frames": m.get("offsets", {}).get("mae_frames"),
-        "train_wall_s": round(wall, 1), "train_peak_rss_mib": round(rss, 1),
-        "testoptim_wall_s": None if t_wall is None else round(t_wall, 1), "steps": log[-1]["step"],
-    }
-    mae = res["offsets_mae_frames"]
-    print(f"{name:22s} test PSNR {res['test_psnr']:.2f} dB (before testoptim "
-          f"{res['test_psnr_before_testoptim']:.2f})  SSIM {res['test_ssim']:.4f}  "
-          f"offsets MAE {mae if mae is None else round(mae, 3)}"
-          f"  train {wall / 60:.1f} min, peak {rss:.0f} MiB", flush=True)
-    return res
+from bench_common import MARKDOWN_HEADER, describe, make_scene, markdown_row, medians, train_and_measure
 
 
 def main():
@@ -88,39 +36,48 @@ def main():
     ap.add_argument("--testoptim-baseline", action="store_true",
                     help="also run testoptim on the no-sync baseline (default: the plain baseline)")
     args = ap.parse_args()
-    exe = [sys.executable, "-m", "taichi_syncnerf.cli.main"]
-    rt = ["--threads", str(args.threads), "--quiet"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = []
     for sigma in args.sigmas:
-        scene = out / f"scene-sigma{sigma:g}"
-        if not (scene / "offsets_gt.json").exists():
-            run(exe + ["make-scene", str(scene), "--layout", "n3dv", "--cameras", "9", "--frames", "60",
-                       "--size", "128x96", "--offset-sigma", str(sigma), "--seed", str(args.seed), "--quiet"],
-                out / f"make-scene-sigma{sigma:g}.log")
+        scene = make_scene(out / f"scene-sigma{sigma:g}",
+                           ["--layout", "n3dv", "--cameras", "9", "--frames", "60", "--size", "128x96",
+                            "--offset-sigma", str(sigma), "--seed", str(args.seed)],
+                           out / f"make-scene-sigma{sigma:g}.log")
         for seed in args.train_seeds:
             for variant in args.variants:
                 jobs.append((scene, sigma, variant, seed))
+
+    def one(job):
+        scene, sigma, variant, seed = job
+        name = f"sigma{sigma:g}-{variant}" + (f"-seed{seed}" if len(args.train_seeds) > 1 else "")
+        res = train_and_measure(out / name, args.config, scene, variant, seed, args.overrides, args.threads,
+                                args.testoptim_baseline)
+        res["sigma"] = sigma
+        print(describe(res), flush=True)
+        return res
+
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        results = list(pool.map(lambda job: train_and_measure(exe, rt, args, *job, out), jobs))
+        results = list(pool.map(one, jobs))
     summary = {"name": "sync_synthetic", "config": args.config, "threads": args.threads, "jobs": args.jobs,
                "train_seeds": args.train_seeds, "runs": results}
-    print(f"\nmedians over train seeds {args.train_seeds}:")
+    print(f"\nmedians over train seeds {args.train_seeds}:\n")
+    print(MARKDOWN_HEADER)
     for s in args.sigmas:
         med = {}
+        scene = f"offsets N(0, {s:g} frames)" if s > 0 else "synchronised"
         for v in args.variants:
-            rs = [r for r in results if r["sigma"] == s and r["variant"] == v]
-            med[v] = float(np.median([r["test_psnr"] for r in rs]))
-            summary[f"sigma{s:g}_{v}_median_test_psnr"] = round(med[v], 3)
-            maes = [r["offsets_mae_frames"] for r in rs if r["offsets_mae_frames"] is not None]
-            mae_txt = f", offsets MAE {np.median(maes):.3f} frames" if v == "sync" and maes else ""
-            each = ", ".join(f"{r['test_psnr']:.2f}" for r in rs)
-            print(f"  sigma {s:g} {v:7s} test PSNR {med[v]:.2f} dB (runs: {each}){mae_txt}")
+            med[v] = medians([r for r in results if r["sigma"] == s and r["variant"] == v])
+            for key, value in med[v].items():
+                summary[f"sigma{s:g}_{v}_median_{key}"] = value
+            print(markdown_row(scene, "Sync" if v == "sync" else "baseline (`--no-sync`)", med[v], v == "sync"))
         if "sync" in med and "nosync" in med:
-            gap = med["sync"] - med["nosync"]
-            summary[f"sigma{s:g}_sync_minus_nosync_db"] = round(gap, 3)
-            print(f"  sigma {s:g} Sync minus baseline: {gap:+.2f} dB")
+            for key in ("test_psnr", "test_psnr_before_testoptim"):
+                gap = med["sync"][key] - med["nosync"]["test_psnr"]
+                summary[f"sigma{s:g}_sync_minus_nosync_{key}_db"] = round(gap, 3)
+            print(f"\nsigma {s:g}: Sync minus baseline {summary[f'sigma{s:g}_sync_minus_nosync_test_psnr_db']:+.2f} dB "
+                  f"after testoptim, {summary[f'sigma{s:g}_sync_minus_nosync_test_psnr_before_testoptim_db']:+.2f} dB "
+                  "before it (medians)")
     print(json.dumps(summary))
 
 

@@ -39,6 +39,12 @@ def _offsets_line(offsets) -> str:
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--layout", type=click.Choice(["n3dv", "blender"]), default="n3dv",
               show_default=True, help="On-disk layout (and camera rig) to write.")
+@click.option("--family", type=click.Choice(["default", "static", "busy"]), default="default", show_default=True,
+              help="Scene family: default (four movers, smooth room), static (a large high-frequency "
+                   "textured wall and floor, two small movers), busy (eight larger movers).")
+@click.option("--encoding", type=click.Choice(["default", "clean", "noisy"]), default="default",
+              show_default=True, help="Video encoding: default (crf 12), clean (crf 1, near lossless), "
+                                      "noisy (sensor noise 0.02, crf 20).")
 @click.option("--cameras", type=int, default=9, show_default=True, help="Number of cameras.")
 @click.option("--frames", type=int, default=60, show_default=True, help="Frames per video.")
 @click.option("--size", "size", default="128x96", show_default=True, help="WIDTHxHEIGHT.")
@@ -50,7 +56,7 @@ def _offsets_line(offsets) -> str:
 @click.option("--force", is_flag=True, help="Replace OUT if it is an existing dataset.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
-def make_scene_cmd(out, layout, cameras, frames, size, fps, offset_sigma, seed, png, force,
+def make_scene_cmd(out, layout, family, encoding, cameras, frames, size, fps, offset_sigma, seed, png, force,
                    quiet):
     """Render a synthetic dynamic scene with known per-camera time offsets into OUT."""
     from taichi_syncnerf.data.synthetic import make_scene
@@ -59,8 +65,9 @@ def make_scene_cmd(out, layout, cameras, frames, size, fps, offset_sigma, seed, 
     with _warnings_as_lines():
         gt = make_scene(out, layout=layout, cameras=cameras, frames=frames, size=(w, h), fps=fps,
                         offset_sigma=offset_sigma, seed=seed, progress=not quiet, png=png,
-                        overwrite=force)
-    click.echo(f"wrote {gt['path']}: {layout} layout, {gt['cameras']} cameras x {gt['frames']} "
+                        overwrite=force, family=family, encoding=encoding)
+    click.echo(f"wrote {gt['path']}: {layout} layout, {family} scene, {encoding} encoding, "
+               f"{gt['cameras']} cameras x {gt['frames']} "
                f"frames, {w}x{h} at {gt['fps']:g} fps")
     click.echo(f"offsets (frames, camera order): {_offsets_line(gt['offsets_frames'])}"
                f"  -> offsets_gt.json")

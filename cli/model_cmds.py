@@ -81,7 +81,7 @@ def train(config, data, out, resume, no_sync, overrides, do_eval, quiet, arch, t
     except Interrupted as e:
         click.echo(str(e), err=True)
         raise SystemExit(130) from None
-    click.echo(f"trained {record.get('step')} steps: PSNR {record.get('psnr', float('nan')):.2f} dB "
+    click.echo(f"trained {record.get('step')} steps: batch PSNR {record.get('batch_psnr', float('nan')):.2f} dB "
                f"(training batch) -> {out}")
     if do_eval:
         from taichi_syncnerf.evaluate import open_run
@@ -97,7 +97,9 @@ def _print_metrics(m: dict) -> None:
         if split in m:
             s = m[split]
             lp = "n/a" if s.get("lpips") is None else f"{s['lpips']:.4f}"
-            click.echo(f"{split:5s} PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}  LPIPS {lp}")
+            floor = s.get("median_image_psnr")
+            vs = "" if floor is None else f"  (temporal-median image: {floor:.2f} dB)"
+            click.echo(f"{split:5s} PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}  LPIPS {lp}{vs}")
     if "test_before_testoptim" in m:
         click.echo(f"test before testoptim: PSNR {m['test_before_testoptim']['psnr']:.2f} dB")
     if "offsets" in m:

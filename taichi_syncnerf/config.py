@@ -111,6 +111,10 @@ DEFAULTS: dict[str, Any] = {
         "seed": 0,
         "isg_step": 0,  # ISG importance sampling from this step (null: never)
         "ist_step": 50000,  # IST importance sampling from this step (null: never)
+        "sampling_floor": 0.25,  # uniform share of every importance-sampled batch (pixel probability floor)
+        "val_every": 1000,  # full-image validation PSNR every N steps (null: never)
+        "val_frames": 3,  # frames of a training camera and of the test camera in each validation
+        "val_pixel_stride": 8,  # validation renders every N-th pixel in x and in y
         "log_every": 50,
         "checkpoint_every": 2000,
         "early_stop_transmittance": 1.0e-4,
@@ -133,7 +137,8 @@ SCHEDULES = tuple(LR_SCHEDULES)
 
 MODEL_KINDS = ("sync-kplanes", "sync-mixvoxels")
 
-GENERATE_KEYS = ("layout", "cameras", "frames", "size", "fps", "offset_sigma", "seed", "png", "supersample", "crf")
+GENERATE_KEYS = ("layout", "family", "encoding", "cameras", "frames", "size", "fps", "offset_sigma", "seed", "png",
+                 "supersample", "crf")
 
 
 class _Loader(yaml.SafeLoader):
@@ -355,6 +360,12 @@ def validate(cfg: dict, where: str, overridden: dict[str, str] | None = None) ->
     require(t["schedule"] in SCHEDULES, "train.schedule", f"must be one of {', '.join(SCHEDULES)}")
     for key in ("isg_step", "ist_step"):
         require(t[key] is None or (_is_int(t[key]) and t[key] >= 0), f"train.{key}", "must be an integer >= 0 or null")
+    require(_is_number(t["sampling_floor"]) and 0 <= t["sampling_floor"] <= 1, "train.sampling_floor",
+            "must be a number in [0, 1]")
+    require(t["val_every"] is None or (_is_int(t["val_every"]) and t["val_every"] > 0), "train.val_every",
+            "must be a positive integer or null")
+    for key in ("val_frames", "val_pixel_stride"):
+        require(_is_int(t[key]) and t[key] > 0, f"train.{key}", "must be a positive integer")
 
     require(m["kind"] in MODEL_KINDS, "model.kind", f"must be one of {', '.join(MODEL_KINDS)}")
     _validate_mixvoxels(cfg["mixvoxels"], require)
@@ -390,6 +401,11 @@ def validate(cfg: dict, where: str, overridden: dict[str, str] | None = None) ->
         for key in ("fps", "offset_sigma"):
             require(key not in gen or _is_number(gen[key]), "data.generate", f"{key} must be a number")
         require(isinstance(gen.get("png", False), bool), "data.generate", "png must be true or false")
+        from taichi_syncnerf.data.synthetic import ENCODINGS, FAMILIES
+
+        for key, allowed in (("family", FAMILIES), ("encoding", ENCODINGS)):
+            require(gen.get(key, allowed[0]) in allowed, "data.generate",
+                    f"{key} must be one of {', '.join(allowed)}, got {gen.get(key)!r}")
 
 
 def _validate_mixvoxels(mx: dict, require) -> None:

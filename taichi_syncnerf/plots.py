@@ -4,12 +4,13 @@ The figures are drawn on a ``matplotlib.figure.Figure`` with an Agg canvas creat
 function: pyplot, the global backend and rcParams are never touched.
 
 ``log_records`` are the rows of ``log.jsonl``: dicts like
-``{"step": int, "loss": float, "psnr": float, "lr": float, "offsets_frames": [float per camera]}``.
+``{"step": int, "loss": float, "batch_psnr": float, "lr": float, "offsets_frames": [float per camera]}``
+plus, on validation steps, ``val_train_psnr`` and ``val_test_psnr``.
 Rows without a key (or with it set to None) are skipped for the curves that need it.
 
 Example::
 
-    >>> recs = [{"step": s, "loss": 1.0 / (s + 1), "psnr": 10 + s, "offsets_frames": [0.0, 0.1 * s]}
+    >>> recs = [{"step": s, "loss": 1.0 / (s + 1), "batch_psnr": 10 + s, "offsets_frames": [0.0, 0.1 * s]}
     ...         for s in range(5)]
     >>> plot_training(recs, "/tmp/psnr.png")
     >>> plot_offsets(recs, "/tmp/offsets.png", gt=[0.0, 0.5], camera_names=["cam00", "cam01"])
@@ -57,18 +58,26 @@ def plot_training(log_records: Sequence[dict], out_png: str | os.PathLike) -> No
     """Training PSNR (top) and loss on a log scale (bottom) over the steps.
 
     Args:
-        log_records: list of log dicts with "step" and at least one of "psnr", "loss".
+        log_records: list of log dicts with "step" and at least one of "batch_psnr" (older logs:
+            "psnr"), "loss"; "val_train_psnr" / "val_test_psnr" are drawn where present.
         out_png: output PNG path, written atomically (its folder is created).
     """
-    s_psnr, psnr = _series(log_records, "psnr")
+    s_psnr, psnr = _series(log_records, "batch_psnr")
+    if s_psnr.size == 0:                       # logs written before the key was renamed
+        s_psnr, psnr = _series(log_records, "psnr")
     s_loss, loss = _series(log_records, "loss")
     if s_psnr.size == 0 and s_loss.size == 0:
-        raise ValueError("no log record has 'psnr' or 'loss': nothing to plot")
+        raise ValueError("no log record has 'batch_psnr', 'psnr' or 'loss': nothing to plot")
     fig = _new_figure(7.0, 6.0)
     ax_p, ax_l = fig.subplots(2, 1, sharex=True)
-    ax_p.plot(s_psnr, psnr, color="tab:blue", lw=1.2, label="train PSNR")
+    ax_p.plot(s_psnr, psnr, color="tab:blue", lw=1.0, alpha=0.8, label="batch PSNR (sampled training rays)")
+    for key, colour, label in (("val_train_psnr", "tab:green", "full image, a training camera"),
+                               ("val_test_psnr", "tab:orange", "full image, test camera (offset not optimised)")):
+        s_val, val = _series(log_records, key)
+        if s_val.size:
+            ax_p.plot(s_val, val, color=colour, lw=1.6, marker="o", ms=3, label=label)
     ax_p.set_ylabel("PSNR (dB)")
-    ax_p.set_title("Training PSNR and loss")
+    ax_p.set_title("Training: batch PSNR, full-image validation PSNR and loss")
     ax_l.plot(s_loss, loss, color="tab:red", lw=1.2, label="loss")
     if loss.size and np.all(loss > 0):
         ax_l.set_yscale("log")

@@ -37,9 +37,11 @@ class RaySource:
         ds.ensure_cache(progress=progress)
         return cls(ds)
 
-    def sample_batch(self, rng: np.random.Generator, n: int, mode: str, cameras=None) -> dict:
+    def sample_batch(self, rng: np.random.Generator, n: int, mode: str, cameras=None, floor: float = 0.0) -> dict:
+        """``n`` training rays: ``mode`` "uniform", "isg" or "ist"; a weighted batch draws a
+        ``floor`` share of its rays uniformly (see :meth:`Dataset.sample_batch`)."""
         weights = None if mode == "uniform" else mode
-        b = self.ds.sample_batch(rng, n, cameras=cameras, weights=weights, dtype=np.float64)
+        b = self.ds.sample_batch(rng, n, cameras=cameras, weights=weights, dtype=np.float64, floor=floor)
         o, d = self.ds.rays(b.cam, b.x, b.y)
         return {"origins": o, "dirs": d, "view_dirs": d, "times": np.asarray(b.t, np.float64),
                 "cams": np.asarray(b.cam, np.int32), "rgb": b.rgb, "frames": b.frame}
@@ -54,6 +56,29 @@ class RaySource:
         return {"origins": o, "dirs": d, "view_dirs": d,
                 "times": np.full(n, float(self.ds.time_of_frame(frame))),
                 "cams": np.full(n, cam, np.int32)}
+
+    def pixel_rays(self, cam: int, frame: int, x, y) -> dict:
+        """Rays and colours of pixels ``(x, y)`` ((N,) arrays) of one frame of camera ``cam``."""
+        x, y = np.asarray(x, np.int64), np.asarray(y, np.int64)
+        o, d = self.ds.rays(cam, x, y)
+        n = len(o)
+        return {"origins": o, "dirs": d, "view_dirs": d,
+                "times": np.full(n, float(self.ds.time_of_frame(frame))),
+                "cams": np.full(n, cam, np.int32),
+                "rgb": self.ds.gather_rgb(np.full(n, cam), np.full(n, frame), x, y, dtype=np.float64)}
+
+    def median_image(self, cam: int, rows_per_chunk: int = 64) -> np.ndarray:
+        """Per-pixel temporal median of camera ``cam``'s video over all its frames, (H, W, 3) in [0, 1].
+
+        The trivial answer a model must beat: what the camera shows when motion is ignored.
+        Read in bands of rows so a long, large video is never held in memory at once.
+        """
+        frames = self.ds.frames[cam]                           # (F, H, W, 3) uint8 memmap
+        out = np.empty((self.height, self.width, 3))
+        for a in range(0, self.height, rows_per_chunk):
+            b = min(self.height, a + rows_per_chunk)
+            out[a:b] = np.median(np.asarray(frames[:, a:b]), axis=0) / 255.0
+        return out
 
     def pose_rays(self, cam: int, c2w) -> tuple[np.ndarray, np.ndarray]:
         """Every pixel's ray for camera ``cam``'s intrinsics placed at pose ``c2w`` (3, 4)."""

@@ -10,6 +10,7 @@ import numpy as np
 from taichi_syncnerf.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from taichi_syncnerf.config import dump_config
 from taichi_syncnerf.errors import UserError
+from taichi_syncnerf.evaluate import validate
 from taichi_syncnerf.io_utils import write_text_atomic
 from taichi_syncnerf.runlog import JsonlLog, offsets_document, write_json, write_run_marker
 from taichi_syncnerf.schedule import SamplingSchedule, make_lr_schedule, offsets_frozen
@@ -75,14 +76,16 @@ def train(cfg: dict, data_dir: str | Path, run: str | Path, resume: bool = False
     samp_sched = SamplingSchedule(t_cfg["isg_step"], t_cfg["ist_step"])
     freeze_step, start_step = cfg["offsets"]["freeze_step"], int(cfg["offsets"]["start_step"])
     batch = int(t_cfg["batch_rays"])
+    floor = float(t_cfg["sampling_floor"])
     log_every = max(1, int(t_cfg["log_every"]))
+    val_every = t_cfg["val_every"]
     ckpt_every = max(1, int(t_cfg["checkpoint_every"]))
 
     def checkpoint(step):
         save_checkpoint(run, step, model.state_arrays(),
                         {"rng_state": json.dumps(rng.bit_generator.state)})
 
-    record = {}
+    record, val = {}, {}
     end = steps if stop_after is None else min(steps, start + stop_after)
     bar = _progress(steps, start, progress)
     window = []
@@ -91,22 +94,27 @@ def train(cfg: dict, data_dir: str | Path, run: str | Path, resume: bool = False
     try:
         for step in range(start, end):
             mode = samp_sched(step)
-            b = source.sample_batch(rng, batch, mode)
+            b = source.sample_batch(rng, batch, mode, floor=floor)
             n = model.load_rays(b["origins"], b["dirs"], b["view_dirs"], b["times"], b["cams"], b["rgb"])
             frozen = offsets_frozen(step, freeze_step, start_step)
             stats = model.train_step(n, step, lr_sched(step), frozen)
             window.append(stats)
             bar.update(1)
-            if (step + 1) % log_every == 0 or step + 1 == end:
+            validating = val_every is not None and ((step + 1) % int(val_every) == 0 or step + 1 == steps)
+            if validating:
+                t_val = time.perf_counter()
+                val = validate(model, source, int(t_cfg["val_frames"]), int(t_cfg["val_pixel_stride"]))
+                t_last += time.perf_counter() - t_val       # steps_per_s counts training only
+            if (step + 1) % log_every == 0 or step + 1 == end or validating:
                 now = time.perf_counter()
-                mean = {k: float(np.mean([w[k] for w in window if k in w])) for k in window[-1]}
-                mse = mean["mse"]
-                record = {"step": step + 1, **mean, "psnr": -10 * np.log10(max(mse, 1e-12)),
+                mean = {k: float(np.mean([w[k] for w in window if k in w])) for k in window[-1] if k != "psnr"}
+                record = {"step": step + 1, **mean, "batch_psnr": -10 * np.log10(max(mean["mse"], 1e-12)),
+                          **(val if validating else {}),
                           **model.current_lrs(), "sampling": mode, "offsets_frozen": frozen,
                           "offsets_frames": model.offsets.frames().tolist(),
                           "steps_per_s": len(window) / max(now - t_last, 1e-9)}
                 log.append(record)
-                bar.set_postfix(loss=f"{mean['loss']:.4f}", psnr=f"{record['psnr']:.2f}")
+                bar.set_postfix(_postfix(record, val))
                 window, t_last = [], now
             if (step + 1) % ckpt_every == 0 and step + 1 < end:
                 checkpoint(step + 1)
@@ -126,6 +134,16 @@ def train(cfg: dict, data_dir: str | Path, run: str | Path, resume: bool = False
         plots.plot_offsets(records, run / "offsets.png", gt=aligned_truth(source, model),
                            camera_names=source.camera_names)
     return record
+
+
+def _postfix(record: dict, val: dict) -> dict:
+    """Progress-bar figures: loss, the batch PSNR (on the sampled rays) and the latest full-image
+    validation PSNR of a training camera and of the test camera."""
+    out = {"loss": f"{record['loss']:.4f}", "batch_psnr": f"{record['batch_psnr']:.2f}"}
+    if val:
+        out["val_train"] = f"{val['val_train_psnr']:.2f}"
+        out["val_test"] = f"{val['val_test_psnr']:.2f}"
+    return out
 
 
 def aligned_truth(source, model):

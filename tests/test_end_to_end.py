@@ -58,6 +58,9 @@ def test_train_interrupt_resume_eval_testoptim_render(scene, tmp_path):
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 30
     assert [rec["step"] for rec in log] == sorted({rec["step"] for rec in log})
+    val = [rec for rec in log if "val_train_psnr" in rec]  # preset: every 250 steps and at the last step
+    assert [rec["step"] for rec in val] == [30] and all(5 < rec["val_test_psnr"] < 60 for rec in val)
+    assert all("batch_psnr" in rec and "psnr" not in rec for rec in log)
     doc = json.loads((out / "offsets.json").read_text())
     assert [c["split"] for c in doc["cameras"]] == ["test", "train", "train", "train"]
     assert doc["cameras"][0]["offset_frames"] == 0.0
@@ -73,12 +76,19 @@ def test_train_interrupt_resume_eval_testoptim_render(scene, tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert set(m) >= {"test", "train", "offsets"}
     assert m["test"]["psnr"] > 10 and 0 < m["test"]["ssim"] <= 1
+    for split in ("test", "train"):  # the model-free floor: the temporal-median image of that camera
+        assert 5 < m[split]["median_image_psnr"] < 60
+    assert "temporal-median image" in r.output
     assert "mae_frames" in m["offsets"]
 
     r = run(["testoptim", str(out), "--steps", "5"] + RT)
     assert r.exit_code == 0, r.output
     m2 = json.loads((out / "metrics.json").read_text())
     assert m2["test_before_testoptim"]["psnr"] == pytest.approx(m["test"]["psnr"])
+    r = run(["testoptim", str(out), "--steps", "3"] + RT)  # again: "before" stays the untouched model's
+    assert r.exit_code == 0, r.output
+    m3 = json.loads((out / "metrics.json").read_text())
+    assert m3["test_before_testoptim"] == m2["test_before_testoptim"]
     doc2 = json.loads((out / "offsets.json").read_text())
     assert doc2["cameras"][0]["offset_frames"] != 0.0  # the test camera's own slot moved
     assert [c["offset_frames"] for c in doc2["cameras"][1:]] == [c["offset_frames"] for c in doc["cameras"][1:]]

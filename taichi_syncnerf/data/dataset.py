@@ -166,23 +166,33 @@ class Dataset:
         return preprocess.load_or_compute(self.ensure_cache(), "std", self.downsample, progress=progress)
 
     def sample_batch(self, rng: np.random.Generator, n_rays: int, cameras=None, weights=None,
-                     dtype=np.float32) -> RayBatch:
+                     dtype=np.float32, floor: float = 0.0) -> RayBatch:
         """Random pixels with their colours and times.
 
         Args:
             rng: numpy Generator. n_rays: batch size.
             cameras: camera indices to draw from (default: the training cameras).
             weights: None (uniform over all pixels of all frames), "isg", "ist", or an
-                :class:`ImportanceSampler`. All-zero weights fall back to uniform. Weighted
-                batches come out ordered by (camera, frame, row).
+                :class:`ImportanceSampler`. All-zero weights fall back to uniform.
+            floor: uniform share of a weighted batch, in [0, 1]: each ray is drawn uniformly
+                with probability ``floor``, else from the weights, so every pixel of every
+                frame has probability at least ``floor / (pixels of the cameras' videos)``.
         """
         cams = self.train_indices if cameras is None else np.asarray(cameras, np.int64).ravel()
         if cams.size == 0:
             raise ValueError("no cameras to sample from")
+        if not 0.0 <= floor <= 1.0:
+            raise ValueError(f"floor must be in [0, 1], got {floor}")
         picked = None
         if weights is not None:
             sampler = weights if isinstance(weights, ImportanceSampler) else self.sampler(weights)
-            picked = sampler.sample(rng, n_rays, cams)
+            n_uniform = int(rng.binomial(n_rays, floor)) if floor > 0 else 0
+            weighted = sampler.sample(rng, n_rays - n_uniform, cams) if n_uniform < n_rays else None
+            if weighted is not None and n_uniform > 0:
+                uni = uniform_pixels(rng, n_uniform, cams, self.n_frames, self.height, self.width)
+                picked = tuple(np.concatenate([a, b]) for a, b in zip(weighted, uni))
+            else:
+                picked = weighted
         if picked is None:
             picked = uniform_pixels(rng, n_rays, cams, self.n_frames, self.height, self.width)
         cam, frame, x, y = picked

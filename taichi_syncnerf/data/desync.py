@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from taichi_syncnerf.data import scene_writer as sw
+from taichi_syncnerf.data.synthetic import writer as sw
 from taichi_syncnerf.data.video import DEFAULT_CRF, VideoWriter, iter_video, probe_video
 from taichi_syncnerf.errors import DataError, UserError
 from taichi_syncnerf.io_utils import write_json_atomic

@@ -144,6 +144,39 @@ def test_weighted_batches_hit_only_dynamic_pixels(tmp_path):
     assert std.shape == (2, 8, 8) and std[0].max() == 0 and std[1, 6, 1] > std[1, 1, 6]
 
 
+@pytest.mark.parametrize("floor", [0.25, 0.5])
+def test_sampling_floor_reaches_static_pixels(tmp_path, floor):
+    """A static-dominated scene (only a 4x4 corner of the training camera moves): with the floor,
+    each static pixel of every frame is drawn with probability >= floor / (pixels of all frames)."""
+    ds = load_dataset(pulse_scene(tmp_path))
+    assert list(ds.train_indices) == [1]
+    rng = np.random.default_rng(2)
+    n = 40000
+    b = ds.sample_batch(rng, n, weights="isg", floor=floor)
+    np.testing.assert_allclose(b.rgb, ds.frames[b.cam, b.frame, b.y, b.x] / 255.0, rtol=1e-6)
+    assert np.all(b.cam == 1)
+    _, nf, h, w, _ = ds.frames.shape
+    moving = np.zeros((nf, h, w), bool)
+    moving[:, 4:, :4] = True
+    n_pixels = moving.size
+    share = np.mean(~moving[b.frame, b.y, b.x])
+    static_share = floor * np.mean(~moving)          # ISG itself gives static pixels nothing
+    assert 0.93 * static_share <= share <= 1.07 * static_share
+    counts = np.zeros((nf, h, w))
+    np.add.at(counts, (b.frame, b.y, b.x), 1)
+    expected = n * floor / n_pixels
+    assert counts[~moving].mean() == pytest.approx(expected, rel=0.07)
+    assert counts[~moving].min() >= expected / 3       # none is starved (expected ~ 26 or 52)
+
+
+def test_no_floor_starves_static_pixels(tmp_path):
+    ds = load_dataset(pulse_scene(tmp_path))
+    b = ds.sample_batch(np.random.default_rng(3), 4000, weights="isg", floor=0.0)
+    assert np.all((b.cam == 1) & (b.y >= 4) & (b.x < 4))
+    with pytest.raises(ValueError, match="floor"):
+        ds.sample_batch(np.random.default_rng(3), 10, weights="isg", floor=1.5)
+
+
 def test_preprocessing_is_cached_beside_the_frames(tmp_path, monkeypatch):
     ds = load_dataset(pulse_scene(tmp_path))
     first = np.array(preprocess.load_or_compute(ds.cache, "ist", 1))

@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from taichi_syncnerf.data import synthetic
-from taichi_syncnerf.data.synth_render import ViewRenderer
-from taichi_syncnerf.data.synth_rig import n3dv_rig
-from taichi_syncnerf.data.synth_scene import BOUND, ID_FLOOR, ID_NONE, ID_WALL, default_scene
+from taichi_syncnerf.data.synthetic import make as synthetic_make
+from taichi_syncnerf.data.synthetic.render import ViewRenderer
+from taichi_syncnerf.data.synthetic.rig import n3dv_rig
+from taichi_syncnerf.data.synthetic.scene import BOUND, ID_FLOOR, ID_NONE, ID_WALL, default_scene
 from taichi_syncnerf.data.synthetic import draw_offsets, make_scene, scene_rig
 from taichi_syncnerf.data.video import probe_video, read_video
 from taichi_syncnerf.errors import UserError
@@ -232,8 +232,8 @@ def test_interrupted_run_leaves_no_dataset(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(**kw)
 
-    real = synthetic.render_camera
-    monkeypatch.setattr(synthetic, "render_camera", failing)
+    real = synthetic_make.render_camera
+    monkeypatch.setattr(synthetic_make, "render_camera", failing)
     with pytest.raises(KeyboardInterrupt):
         make_scene(tmp_path / "out", cameras=3, frames=2, size=(16, 12), progress=False)
     assert list(tmp_path.iterdir()) == []

@@ -2,7 +2,7 @@
 
 Camera k's frame f shows scene time ``(f + offsets_frames[k]) / fps`` seconds, with offsets drawn
 from N(0, offset_sigma) frames (fractional; rounded to 1e-3 frame; sigma 0 gives a synchronised
-capture). The dataset is written in the real layout (see :mod:`.scene_writer`) with H.264 videos.
+capture). The dataset is written in the real layout (see :mod:`.writer`) with H.264 videos.
 
 Example::
 
@@ -16,15 +16,20 @@ from pathlib import Path
 
 import numpy as np
 
-from taichi_syncnerf.data import scene_writer as sw
-from taichi_syncnerf.data.synth_render import ViewRenderer
-from taichi_syncnerf.data.synth_rig import Camera, blender_rig, n3dv_rig
-from taichi_syncnerf.data.synth_scene import default_scene
+from taichi_syncnerf.data.synthetic import writer as sw
+from taichi_syncnerf.data.synthetic.render import ViewRenderer
+from taichi_syncnerf.data.synthetic.rig import Camera, blender_rig, n3dv_rig
+from taichi_syncnerf.data.synthetic.scene import FAMILIES, family_scene
 from taichi_syncnerf.data.video import DEFAULT_CRF, VideoWriter
 from taichi_syncnerf.errors import UserError
 from taichi_syncnerf.io_utils import write_json_atomic
 
 LAYOUTS = ("n3dv", "blender")
+# Encodings: x264 quality and sensor noise (standard deviation in [0, 1] units, drawn
+# independently per pixel, channel and frame). "clean" is near lossless, so static pixels are
+# the same in every frame; "noisy" looks like a phone camera in dim light.
+ENCODINGS = ("default", "clean", "noisy")
+ENCODING_SETTINGS = {"default": (DEFAULT_CRF, 0.0), "clean": (1, 0.0), "noisy": (20, 0.02)}
 
 
 def draw_offsets(cameras: int, sigma: float, seed: int) -> np.ndarray:
@@ -47,19 +52,29 @@ def default_workers(cameras: int, pixels: int) -> int:
 
 
 def render_camera(scene, camera: Camera, video: Path, png_dir: Path | None, times: np.ndarray,
-                  fps: float, supersample: int, crf: int, on_frame=None) -> tuple[float, float]:
+                  fps: float, supersample: int, crf: int, noise: float = 0.0, noise_seed: int = 0,
+                  on_frame=None) -> tuple[float, float]:
     """Render one camera's video (and PNGs) at the given scene times (seconds, (F,)).
 
-    Returns the (near, far) depth range of the content it sees.
+    ``noise``: standard deviation of Gaussian sensor noise added to the video frames (not to the
+    PNGs), from ``default_rng(noise_seed)``. Returns the (near, far) depth range of the content
+    it sees.
     """
     renderer = ViewRenderer(scene, camera, supersample)
+    rng = np.random.default_rng(noise_seed)
+
+    def noisy(frame: np.ndarray) -> np.ndarray:
+        if noise <= 0:
+            return frame
+        return sw.to_uint8(frame / 255.0 + rng.normal(0.0, noise, frame.shape))
+
     with VideoWriter(video, camera.width, camera.height, fps, crf=crf) as writer:
         for f, t in enumerate(times):
             if png_dir is None:
-                writer.write(renderer.render_uint8(float(t)))    # white behind objects
+                writer.write(noisy(renderer.render_uint8(float(t))))    # white behind objects
             else:
                 rgb, alpha = renderer.render(float(t))           # premultiplied
-                writer.write(sw.to_uint8(rgb + (1.0 - alpha)[..., None]))
+                writer.write(noisy(sw.to_uint8(rgb + (1.0 - alpha)[..., None])))
                 straight = rgb / np.maximum(alpha, 1e-6)[..., None]
                 rgba = np.concatenate([straight, alpha[..., None]], -1)
                 sw.write_rgba_png(png_dir / f"{f:04d}.png", sw.to_uint8(rgba))
@@ -84,9 +99,13 @@ def _render_parallel(jobs: list, workers: int, bounds: np.ndarray, bar) -> None:
             raise
 
 
-def _check(layout, cameras, frames, size, fps, offset_sigma, png) -> tuple[int, int]:
+def _check(layout, cameras, frames, size, fps, offset_sigma, png, family, encoding) -> tuple[int, int]:
     if layout not in LAYOUTS:
         raise UserError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if family not in FAMILIES:
+        raise UserError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
+    if encoding not in ENCODINGS:
+        raise UserError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
     if int(cameras) < 2:
         raise UserError(f"cameras must be at least 2, got {cameras}")
     if int(frames) < 2:
@@ -107,7 +126,8 @@ def make_scene(out_dir: str | os.PathLike, layout: str = "n3dv", cameras: int = 
                frames: int = 60, size: tuple[int, int] = (128, 96), fps: float = 30.0,
                offset_sigma: float = 3.0, seed: int = 0, progress: bool = True,
                png: bool = False, overwrite: bool = False, supersample: int = 2,
-               crf: int = DEFAULT_CRF, workers: int | None = None) -> dict:
+               crf: int | None = None, workers: int | None = None, family: str = "default",
+               encoding: str = "default") -> dict:
     """Render and write a synthetic unsynchronised capture.
 
     Args:
@@ -124,27 +144,33 @@ def make_scene(out_dir: str | os.PathLike, layout: str = "n3dv", cameras: int = 
         png: (blender only) also write RGBA PNGs ``frames_1/camXX/NNNN.png``.
         overwrite: replace an existing dataset folder.
         supersample: s x s rays per pixel (antialiasing).
-        crf: H.264 quality (lower is better).
+        crf: H.264 quality (lower is better); None: the encoding's.
+        family: scene family (:data:`FAMILIES`): "default", "static" (mostly static room with a
+            high-frequency textured wall and floor, two small movers) or "busy" (eight movers).
+        encoding: :data:`ENCODINGS`: "default" (crf 12), "clean" (crf 1, static pixels constant)
+            or "noisy" (Gaussian sensor noise of 0.02, crf 20).
         workers: cameras rendered in parallel processes (None: :func:`default_workers`).
 
     Returns:
         The ground truth written to ``offsets_gt.json`` (keys ``fps``, ``frames``,
         ``offsets_frames``, ``layout``, ``seed``, ...) plus ``path``.
     """
-    w, h = _check(layout, cameras, frames, size, fps, offset_sigma, png)
+    w, h = _check(layout, cameras, frames, size, fps, offset_sigma, png, family, encoding)
+    enc_crf, noise = ENCODING_SETTINGS[encoding]
+    crf = enc_crf if crf is None else int(crf)
     from tqdm import tqdm
 
     out = Path(out_dir)
     cams = scene_rig(layout, int(cameras), w, h)
     names = sw.camera_names(len(cams))
     offsets = draw_offsets(len(cams), offset_sigma, seed)
-    scene = default_scene(background=(layout == "n3dv"))
+    scene = family_scene(family, background=(layout == "n3dv"), seed=seed)
     staging = sw.begin_output(out, overwrite)
     bounds = np.zeros((len(cams), 2))
     jobs = [dict(scene=scene, camera=cam, video=staging / f"{name}.mp4",
                  png_dir=(staging / "frames_1" / name) if png else None,
                  times=(np.arange(int(frames)) + offsets[k]) / float(fps), fps=float(fps),
-                 supersample=supersample, crf=crf)
+                 supersample=supersample, crf=crf, noise=noise, noise_seed=seed * 1000 + k)
             for k, (cam, name) in enumerate(zip(cams, names))]
     n_workers = default_workers(len(cams), w * h) if workers is None else max(1, int(workers))
     try:
@@ -166,6 +192,10 @@ def make_scene(out_dir: str | os.PathLike, layout: str = "n3dv", cameras: int = 
             "frames": int(frames),
             "offsets_frames": [float(o) for o in offsets],
             "layout": layout,
+            "family": family,
+            "encoding": encoding,
+            "crf": int(crf),
+            "noise": float(noise),
             "seed": int(seed),
             "offset_sigma": float(offset_sigma),
             "cameras": len(cams),

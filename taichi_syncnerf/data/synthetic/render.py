@@ -1,4 +1,4 @@
-"""Vectorised numpy ray casting of a :class:`~.synth_scene.Scene` from one camera.
+"""Vectorised numpy ray casting of a :class:`~.scene.Scene` from one camera.
 
 The static room is cast once per camera (at the supersampled resolution); each frame only casts
 rays inside the screen-space bounding box of each object's projected bounding box, then filters
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from taichi_syncnerf.data.synth_rig import Camera
-from taichi_syncnerf.data.synth_scene import (ID_FLOOR, ID_NONE, ID_WALL, MovingObject, Scene,
+from taichi_syncnerf.data.synthetic.rig import Camera
+from taichi_syncnerf.data.synthetic.scene import (ID_FLOOR, ID_NONE, ID_WALL, MovingObject, Scene,
                                               apply3)
 
 

@@ -4,9 +4,15 @@ World frame: z is up; cameras look from -y towards +y. Scene time is in seconds 
 motion is a sum of sinusoids, so the scene is smooth and defined for every real time (negative
 times included). All objects stay inside the box ``[-1.3, 1.3]^3`` at all times.
 
-Textures are smooth functions of object-local coordinates (no high-frequency patterns) and
-shading is Lambertian with one fixed directional light plus ambient, so a point has the same
-colour in every view.
+Object textures are smooth functions of object-local coordinates; the room's wall and floor can
+carry a non-repetitive, high-frequency :class:`DetailTexture` (the "static" family). Shading is
+Lambertian with one fixed directional light plus ambient, so a point has the same colour in every
+view.
+
+Scene families (:data:`FAMILIES`, :func:`family_scene`): "default" (four mid-sized movers over a
+smooth room), "static" (a large textured wall and floor that never move, two small movers: most
+pixels are static, like most real captures), "busy" (eight larger movers covering much of the
+image).
 
 Example::
 
@@ -20,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 BOUND = 1.3                    # every object stays within [-BOUND, BOUND]^3
+FAMILIES = ("default", "static", "busy")
 ID_NONE, ID_WALL, ID_FLOOR = -1, -2, -3
 
 
@@ -120,6 +127,8 @@ class Scene:
     wall_colours: tuple = ((0.85, 0.78, 0.62), (0.45, 0.58, 0.75))
     floor_colours: tuple = ((0.46, 0.42, 0.38), (0.72, 0.68, 0.6))
     sky: tuple = (0.8, 0.85, 0.9)
+    wall_detail: "DetailTexture | None" = field(default=None, compare=False)
+    floor_detail: "DetailTexture | None" = field(default=None, compare=False)
     light_dir: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -135,12 +144,14 @@ class Scene:
         """x, z: (...,) wall coordinates -> (..., 3)."""
         s = 0.5 + 0.3 * np.sin(1.7 * x + 0.3) * np.cos(1.4 * z) + 0.2 * np.sin(
             0.9 * x - 1.9 * z + 2.0)
-        return _mix(self.wall_colours, s)
+        albedo = _mix(self.wall_colours, s)
+        return albedo if self.wall_detail is None else self.wall_detail.apply(albedo, x, z)
 
     def floor_albedo(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """x, y: (...,) floor coordinates -> (..., 3): a soft checker, period ~2.9 units."""
         s = 0.5 + 0.45 * np.sin(2.2 * x) * np.sin(2.2 * y + 0.7)
-        return _mix(self.floor_colours, s)
+        albedo = _mix(self.floor_colours, s)
+        return albedo if self.floor_detail is None else self.floor_detail.apply(albedo, x, y)
 
 
 def _mix(colours, s) -> np.ndarray:
@@ -179,3 +190,92 @@ def default_objects() -> tuple:
 def default_scene(background: bool = True) -> Scene:
     """The generated scene; ``background=False`` drops the room (Blender-style, transparent)."""
     return Scene(objects=default_objects(), background=background)
+
+
+@dataclass(frozen=True)
+class DetailTexture:
+    """Non-repetitive high-frequency albedo detail on a plane: a sum of plane waves with random
+    directions, log-uniform frequencies and amplitudes falling as 1/f, each with its own tint.
+
+    ``apply(albedo, u, v)`` multiplies the base albedo by ``1 + contrast * n(u, v)`` per channel,
+    with ``n`` normalised to about unit standard deviation; the result is clipped to [0.02, 0.98].
+    """
+
+    waves: np.ndarray = field(compare=False)      # (K, 4): ku, kv (rad / unit), phase, amplitude
+    tints: np.ndarray = field(compare=False)      # (K, 3) per-wave, per-channel weights
+    contrast: float = 0.4
+
+    @classmethod
+    def random(cls, seed: int, waves: int = 48, min_cycles: float = 0.8, max_cycles: float = 6.0,
+               contrast: float = 0.4) -> "DetailTexture":
+        """``waves`` plane waves of ``min_cycles`` to ``max_cycles`` cycles per scene unit."""
+        rng = np.random.default_rng(seed)
+        f = np.exp(rng.uniform(np.log(min_cycles), np.log(max_cycles), waves))
+        ang = rng.uniform(0.0, np.pi, waves)
+        amp = 1.0 / np.sqrt(f)
+        amp /= np.sqrt(0.5 * np.sum(amp ** 2))             # unit standard deviation
+        w = np.stack([2 * np.pi * f * np.cos(ang), 2 * np.pi * f * np.sin(ang),
+                      rng.uniform(0.0, 2 * np.pi, waves), amp], -1)
+        tints = 1.0 + 0.35 * rng.standard_normal((waves, 3))
+        return cls(w.astype(np.float32), tints.astype(np.float32), float(contrast))
+
+    def apply(self, albedo: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        u, v = np.asarray(u, np.float32), np.asarray(v, np.float32)
+        n = np.zeros(u.shape + (3,), np.float32)
+        for (ku, kv, ph, a), tint in zip(self.waves, self.tints):
+            n += (a * np.sin(ku * u + kv * v + ph))[..., None] * tint
+        return np.clip(albedo * (1.0 + self.contrast * n), 0.02, 0.98).astype(np.float32)
+
+
+def static_objects() -> tuple:
+    """Two small movers (about a tenth of the image together) for the "static" family."""
+    return (
+        MovingObject("sphere", (0.22,), (-0.35, 0.0, 0.0), (0.45, 0.25, 0.3), (4.0, 3.1, 5.2),
+                     (0.0, 1.0, 0.4), (0.2, 0.1, 1.0), 2.4,
+                     colour_a=(0.85, 0.3, 0.15), colour_b=(0.97, 0.88, 0.62), pattern=(4.0, 2.5, 3.0, 0.0)),
+        MovingObject("box", (0.16, 0.13, 0.15), (0.5, 0.3, -0.45), (0.3, 0.2, 0.25),
+                     (3.3, 4.4, 2.8), (1.0, 2.0, 0.0), (0.5, -0.3, 0.8), 3.0,
+                     tilt_axis=(1.0, 1.0, 0.0), tilt_angle=0.5,
+                     colour_a=(0.15, 0.35, 0.8), colour_b=(0.7, 0.9, 0.98), pattern=(3.0, 0.0, 2.5, 0.5)),
+    )
+
+
+def busy_objects() -> tuple:
+    """Eight larger movers for the "busy" family: the default four grown by a quarter (their
+    motion shrunk so they stay in bounds) plus four more."""
+    grown = []
+    for o in default_objects():
+        size = tuple(1.25 * v for v in o.size)
+        r = 1.25 * o.bounding_radius
+        amp = tuple(min(a, BOUND - 0.02 - r - abs(c)) for a, c in zip(o.amp, o.rest))
+        grown.append(MovingObject(o.kind, size, o.rest, amp, o.freq, o.phase, o.spin_axis, o.spin_rate,
+                                  o.tilt_axis, o.tilt_angle, o.colour_a, o.colour_b, o.pattern))
+    extra = (
+        MovingObject("sphere", (0.3,), (-0.6, -0.4, 0.6), (0.3, 0.3, 0.25), (4.6, 3.9, 5.7),
+                     (0.8, 0.1, 1.9), (0.7, 0.7, 0.0), 3.1,
+                     colour_a=(0.9, 0.75, 0.1), colour_b=(0.4, 0.2, 0.05), pattern=(3.2, 2.0, 2.5, 0.7)),
+        MovingObject("box", (0.25, 0.22, 0.2), (0.2, -0.5, -0.2), (0.5, 0.25, 0.4), (3.1, 4.2, 3.6),
+                     (2.5, 0.3, 1.2), (0.1, 1.0, 0.3), -2.6, tilt_axis=(0.0, 0.0, 1.0), tilt_angle=0.4,
+                     colour_a=(0.1, 0.6, 0.6), colour_b=(0.9, 0.95, 0.85), pattern=(2.6, 0.0, 3.2, 1.3)),
+        MovingObject("sphere", (0.24,), (0.1, 0.6, -0.2), (0.6, 0.2, 0.3), (2.9, 5.1, 4.3),
+                     (1.7, 2.2, 0.6), (1.0, 0.0, 0.5), 2.2,
+                     colour_a=(0.55, 0.1, 0.75), colour_b=(0.95, 0.7, 0.4), pattern=(3.8, 1.2, 2.2, 2.1)),
+        MovingObject("box", (0.2, 0.2, 0.26), (-0.2, 0.3, 0.35), (0.45, 0.3, 0.3), (5.3, 2.6, 3.3),
+                     (0.4, 1.4, 2.7), (0.4, 0.2, 1.0), 2.8, tilt_axis=(1.0, 0.0, 1.0), tilt_angle=0.7,
+                     colour_a=(0.8, 0.8, 0.8), colour_b=(0.2, 0.25, 0.3), pattern=(3.0, 0.0, 3.5, 0.2)),
+    )
+    return tuple(grown) + extra
+
+
+def family_scene(family: str = "default", background: bool = True, seed: int = 0) -> Scene:
+    """The scene of a family (see the module docstring); ``seed`` draws the static family's
+    background texture. ``background=False`` drops the room."""
+    if family == "default":
+        return default_scene(background)
+    if family == "busy":
+        return Scene(objects=busy_objects(), background=background)
+    if family == "static":
+        return Scene(objects=static_objects(), background=background,
+                     wall_detail=DetailTexture.random(1000 + seed),
+                     floor_detail=DetailTexture.random(2000 + seed))
+    raise ValueError(f"unknown scene family {family!r} (known: {', '.join(FAMILIES)})")

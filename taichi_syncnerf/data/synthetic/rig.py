@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from taichi_syncnerf.data.synth_scene import apply3
+from taichi_syncnerf.data.synthetic.scene import apply3
 
 GOLDEN_ANGLE = np.pi * (3.0 - np.sqrt(5.0))
 
