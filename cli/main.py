@@ -32,6 +32,14 @@ def _register():
 
     for cmd in model_cmds.COMMANDS:
         main.add_command(cmd)
+    from taichi_syncnerf.cli import view_cmd
+
+    for cmd in view_cmd.COMMANDS:
+        main.add_command(cmd)
+    from taichi_syncnerf.cli import prepare_cmd
+
+    for cmd in prepare_cmd.COMMANDS:
+        main.add_command(cmd)
     try:
         from taichi_syncnerf.cli import data_cmds
     except ImportError:  # pragma: no cover - during partial checkouts only
