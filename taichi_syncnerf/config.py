@@ -91,6 +91,7 @@ DEFAULTS: dict[str, Any] = {
         "init_mean": -0.001,
         "init_std": 0.001,
         "proposal_grad": True,  # proposal levels' time gradient also drives the offsets
+        "init_from_dataset": True,  # start from DATA/offsets_init.json when the dataset has one
     },
     "regularizers": {
         "plane_tv": 2.0e-4,
@@ -346,6 +347,8 @@ def validate(cfg: dict, where: str, overridden: dict[str, str] | None = None) ->
     require(_is_int(o["start_step"]) and o["start_step"] >= 0, "offsets.start_step",
             "must be an integer >= 0")
     require(isinstance(o["proposal_grad"], bool), "offsets.proposal_grad", "must be true or false")
+    require(isinstance(o["init_from_dataset"], bool), "offsets.init_from_dataset",
+            "must be true or false")
     for key, value in cfg["regularizers"].items():
         require(_is_number(value) and value >= 0, f"regularizers.{key}", "must be a non-negative number")
 
