@@ -41,6 +41,10 @@ def _describe(info: dict) -> list[str]:
     if info["offsets_gt_frames"] is not None:
         offs = ", ".join(f"{o:+.2f}" for o in info["offsets_gt_frames"][:8])
         lines.append(f"offsets (gt) {offs}{' ...' if len(cams) > 8 else ''} frames")
+    if info.get("offsets_init_frames") is not None:
+        offs = ", ".join(f"{o:+.2f}" for o in info["offsets_init_frames"][:8])
+        lines.append(f"offsets init {offs}{' ...' if len(cams) > 8 else ''} frames "
+                     "(offsets_init.json: train starts from it)")
     lines.append(f"cache        {cache}")
     return lines
 

@@ -15,7 +15,7 @@ import numpy as np
 from taichi_syncnerf.data import cache as cache_mod
 from taichi_syncnerf.data import llff, preprocess
 from taichi_syncnerf.data.cameras import Intrinsics, generate_rays, ndc_rays, orbit_path, pixel_grid
-from taichi_syncnerf.data.loaders import SceneSource, read_offsets_gt, scan_scene
+from taichi_syncnerf.data.loaders import SceneSource, read_offsets_gt, read_offsets_init, scan_scene
 from taichi_syncnerf.data.sampling import ImportanceSampler, uniform_pixels
 from taichi_syncnerf.errors import DataError, UserError
 
@@ -50,6 +50,7 @@ class Dataset:
         training resolution), c2w ((C, 3, 4) float64), n_frames, width, height, fps, near, far, ndc,
         bbox ((2, 3)), test_index, train_indices ((C-1,) int64), background ((3,) float64),
         downsample, frame_start (first source frame used), offsets_gt_frames ((C,) or None),
+        offsets_init_frames ((C,) coarse estimate from offsets_init.json, or None),
         cache_path (manifest path), cache (FrameCache or None until built).
     """
 
@@ -69,6 +70,8 @@ class Dataset:
                                       np.int64)
         self.background = np.asarray(background, np.float64)
         self.offsets_gt_frames = read_offsets_gt(scene.root / "offsets_gt.json", len(self.camera_names))
+        self.offsets_init_frames = read_offsets_init(scene.root / "offsets_init.json",
+                                                     len(self.camera_names))
         png = scene.cameras[0].kind == "png"
         key = cache_mod.cache_key(downsample, frame_start, frame_start + n_frames, background, png)
         self.cache_path = Path(cache_dir) / f"frames_{key}.json"
@@ -211,6 +214,8 @@ class Dataset:
             "source": self.scene.cameras[0].kind,
             "offsets_gt_frames": None if self.offsets_gt_frames is None
             else self.offsets_gt_frames.tolist(),
+            "offsets_init_frames": None if self.offsets_init_frames is None
+            else self.offsets_init_frames.tolist(),
             "cache_path": str(self.cache_path.with_suffix(".u8")), "cache_built": built,
             "cache_bytes": self.n_cameras * self.n_frames * self.height * self.width * 3,
             "intrinsics": self.intrinsics[self.test_index].to_dict(),

@@ -263,6 +263,15 @@ def _fps(cams: list[CameraSource]) -> float:
     return float(rates[0]) if rates else 30.0
 
 
+def read_offsets_init(path: str | Path, n_cameras: int) -> np.ndarray | None:
+    """Coarse offsets in frames from ``offsets_init.json`` (``prepare`` / ``sync-estimate``),
+    (n_cameras,) float64 relative to the first camera; None if absent."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    return read_offsets_gt(path, n_cameras)
+
+
 def read_offsets_gt(path: str | Path, n_cameras: int) -> np.ndarray | None:
     """Ground-truth offsets in frames from ``offsets_gt.json`` ((n_cameras,) float64), None if absent."""
     path = Path(path)
