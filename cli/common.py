@@ -27,8 +27,8 @@ def init_runtime(arch: str, threads: int | None, precision: str):
     from taichi_syncnerf import runtime
 
     info = runtime.init(arch=arch, threads=threads, precision=precision)
-    if arch not in ("auto", info.arch):
-        click.echo(f"warning: --arch {arch} is not available here; running on {info.arch}", err=True)
+    if info.note:
+        click.echo(f"warning: {info.note}", err=True)
     return info
 
 

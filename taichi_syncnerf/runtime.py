@@ -27,6 +27,8 @@ class RuntimeInfo:
     precision: str
     threads: int | None
     cache_dir: str | None
+    requested: str = ""  # the backend asked for ("auto" resolved: "cpu" or "cuda")
+    note: str | None = None  # one line when the backend in use is not the one asked for, and why
 
 
 _state: RuntimeInfo | None = None
@@ -82,7 +84,8 @@ def init(
     ``arch``: ``auto`` (CUDA when a GPU is present, else CPU), ``cpu``, ``cuda`` or
     ``vulkan``. The generic GPU, OpenGL and GLES backends are never used: they crash the
     process on machines without a GPU. When a requested GPU backend is unavailable
-    Taichi falls back to the CPU, and the returned ``arch`` says so.
+    Taichi falls back to the CPU: the returned ``arch`` says so and ``note`` says why, in one
+    line for the user.
     Calling ``init`` again with the same settings is a no-op; different settings
     reset Taichi (all fields are lost).
     """
@@ -125,8 +128,20 @@ def init(
         _state_atexit[0] = True
     actual = str(ti.lang.impl.current_cfg().arch).split(".")[-1]
     actual = {"x64": "cpu", "arm64": "cpu"}.get(actual, actual)
-    _state = RuntimeInfo(actual, precision, threads, str(cache) if offline_cache else None)
+    _state = RuntimeInfo(actual, precision, threads, str(cache) if offline_cache else None, want,
+                         fallback_note(arch, want, actual))
     return _state
+
+
+def fallback_note(arch: str, want: str, actual: str) -> str | None:
+    """One line saying which backend runs and why, when it is not the one asked for."""
+    if want == actual:
+        return None
+    if arch == "auto":
+        why = f"--arch auto found an NVIDIA driver, but Taichi could not start {want}"
+    else:
+        why = f"Taichi could not start --arch {arch} (no usable {want} device or driver here)"
+    return f"{why}; running on {actual}"
 
 
 def info() -> RuntimeInfo:
