@@ -140,6 +140,15 @@ def _backbone_file(net: str) -> str:
         return _BACKBONE_FILES[net]
 
 
+def _import_error(name: str) -> str | None:
+    """None when module ``name`` imports, else the first line of the error."""
+    try:
+        importlib.import_module(name)
+    except Exception as e:  # noqa: BLE001 - any failure means LPIPS cannot run
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
+    return None
+
+
 def lpips_availability(net: str = "alex") -> str | None:
     """Why LPIPS with backbone ``net`` cannot run here, or None when it can (without downloading).
 
@@ -153,6 +162,11 @@ def lpips_availability(net: str = "alex") -> str | None:
         return "the 'lpips' package is not installed"
     if importlib.util.find_spec("torchvision") is None:
         return "torchvision is not installed"
+    for name in ("torchvision", "lpips"):
+        # installed is not enough: a torchvision built for another torch fails to import
+        broken = _import_error(name)
+        if broken:
+            return f"{name} is installed but does not import ({broken})"
     pkg_dir = list(spec.submodule_search_locations)[0]
     lin = os.path.join(pkg_dir, "weights", "v0.1", f"{net}.pth")
     if not os.path.isfile(lin):

@@ -131,6 +131,58 @@ def test_image_metrics_averages(rng):
     assert (out["lpips"] is None) == ("lpips_reason" in out)
 
 
+def test_lpips_reports_a_package_that_does_not_import(tmp_path, monkeypatch):
+    # lpips installed with its linear weights, but a torchvision built for another torch: the
+    # reason names the broken import instead of eval crashing later.
+    (tmp_path / "lpips" / "weights" / "v0.1").mkdir(parents=True)
+    (tmp_path / "lpips" / "__init__.py").write_text("")
+    (tmp_path / "lpips" / "weights" / "v0.1" / "alex.pth").write_bytes(b"")
+    (tmp_path / "torchvision").mkdir()
+    (tmp_path / "torchvision" / "__init__.py").write_text(
+        "raise RuntimeError('operator torchvision::nms does not exist')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("lpips", "torchvision"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    reason = metrics.lpips_availability("alex")
+    assert reason == ("torchvision is installed but does not import "
+                      "(RuntimeError: operator torchvision::nms does not exist)")
+    assert metrics.lpips(np.zeros((8, 8, 3)), np.zeros((8, 8, 3)))[1] == reason
+
+
+def _lpips_skip_reason():
+    for name in ("lpips", "torchvision"):
+        err = metrics._import_error(name)
+        if err:
+            return f"{name} is not importable here ({err}); see README, LPIPS"
+    return None
+
+
+@pytest.mark.skipif(_lpips_skip_reason() is not None, reason=str(_lpips_skip_reason()))
+def test_lpips_figure_appears_when_the_weights_are_present(tmp_path, monkeypatch, rng):
+    """With lpips, torchvision and a backbone checkpoint in the torch hub cache, the figure is
+    reported. The checkpoint here is a valid SqueezeNet 1.1 state dict with random weights
+    (5 MB; the real one is the same file with trained values): enough to see the plumbing work."""
+    import torch
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    metrics._lpips_models.clear()
+    assert "backbone is not in the torch hub cache" in metrics.lpips_availability("squeeze")
+    ckpt = tmp_path / "hub" / "checkpoints" / metrics._backbone_file("squeeze")
+    ckpt.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.squeezenet1_1().state_dict(), ckpt)
+    assert metrics.lpips_availability("squeeze") is None
+    gt = rng.uniform(0.2, 0.8, (48, 48, 3))
+    same, why = metrics.lpips(gt, gt, net="squeeze")
+    assert why is None and same == pytest.approx(0.0, abs=1e-6)
+    m = metrics.ImageMetrics(lpips_net="squeeze")
+    m.add(np.clip(gt + rng.normal(0, 0.2, gt.shape), 0, 1), gt)
+    res = m.result()
+    assert "lpips_reason" not in res and isinstance(res["lpips"], float) and res["lpips"] > 0
+    metrics._lpips_models.clear()
+
+
 def test_offset_mae_hand_example():
     pred = [0.0, 1.0, 2.5, -1.0]
     gt = [0.0, 1.2, 2.0, -1.0]
