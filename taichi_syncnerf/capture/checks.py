@@ -6,8 +6,9 @@ knowing the truth:
 
 - the focal length gives a plausible horizontal field of view (``fov_range`` degrees, or within
   15 % of ``--fov`` when the user states it) and, per camera, agrees with the other cameras;
-- the cameras are spread out: no two cameras closer than ``MIN_SPREAD`` of the median distance
-  between neighbouring cameras (a collapse puts several cameras on one spot);
+- the cameras are spread out: no two cameras closer than ``MIN_SPREAD`` of the typical distance
+  between neighbours, the median distance between cameras over sqrt(cameras) (a collapse puts
+  several cameras on one spot);
 - every camera sees enough points (``min_points``) and its frames agree on its pose (the camera
   is fixed: its frames must give the same centre and rotation);
 - the mean reprojection error is small.
@@ -21,9 +22,9 @@ import numpy as np
 from taichi_syncnerf.errors import DataError
 
 DEFAULT_FOV_RANGE = (25.0, 110.0)
-MIN_SPREAD = 0.2
+MIN_SPREAD = 0.25
 MAX_FRAME_ROTATION_DEG = 1.0
-MAX_FRAME_CENTRE = 0.05        # of the median neighbour distance
+MAX_FRAME_CENTRE = 0.05        # of the typical neighbour distance
 MAX_REPROJECTION_PX = 2.0
 FOV_TOLERANCE = 0.15
 
@@ -64,7 +65,8 @@ def check_reconstruction(rec, names: list, fov: float | None = None,
     dist = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
     np.fill_diagonal(dist, np.inf)
     nearest = dist.min(axis=1)
-    typical = float(np.median(nearest))
+    # neighbouring cameras of a rig spread over an area are about this far apart
+    typical = float(np.median(dist[np.isfinite(dist)])) / np.sqrt(len(cams))
     if not typical > 0:
         _refuse("all cameras at one spot", "move the cameras apart, or film a static textured "
                 "background")
@@ -99,3 +101,21 @@ def similarity_align(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarra
     r = u @ d @ vt
     s = float(np.trace(np.diag(sig) @ d) / (a * a).sum(1).mean())
     return s, r, md - s * r @ ms
+
+
+def align_rig(r_src: np.ndarray, c_src: np.ndarray, r_dst: np.ndarray, c_dst: np.ndarray):
+    """Similarity (s, R, t) taking a rig onto another, using the cameras' orientations as well
+    as their centres: R is the rotation closest to the mean of ``r_dst[k] r_src[k]^T`` (a planar
+    rig's centres alone leave it poorly determined), then s and t fit the centres.
+
+    Args:
+        r_src, r_dst: (N, 3, 3) camera-to-world rotations; c_src, c_dst: (N, 3) centres.
+    """
+    m = np.einsum("kij,klj->il", np.asarray(r_dst, np.float64), np.asarray(r_src, np.float64))
+    u, _, vt = np.linalg.svd(m)
+    r = u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
+    a = np.asarray(c_src, np.float64) @ r.T
+    b = np.asarray(c_dst, np.float64)
+    da, db = a - a.mean(0), b - b.mean(0)
+    s = float((da * db).sum() / (da * da).sum())
+    return s, r, b.mean(0) - s * a.mean(0)

@@ -119,15 +119,15 @@ def prepare(videos_dir, out, frames: int | None = None, size=None, fps: float | 
         prior = None if fov is None else (0.5 / np.tan(np.radians(fov) / 2) * plan.width
                                           / max(plan.width, plan.height))
         rec = sfm.reconstruct(picked, staging / ".sfm", intrinsics=intrinsics, focal_prior=prior,
-                              threads=threads, seed=seed)
+                              threads=threads, seed=seed, progress=progress)
         in_names = [v.path.name for v in plan.videos]
-        for k, why in sorted(rec.reasons.items()):
-            warn(f"{plan.videos[k].path}: left out, it did not register ({why})")
         idx = rec.registered
         if len(idx) < 3:
             raise DataError(f"{videos_dir}: only {len(idx)} of {len(vids)} cameras registered in "
                             "structure from motion (need 3); the cameras must share a view of a "
                             "textured static background")
+        for k, why in sorted(rec.reasons.items()):
+            warn(f"{plan.videos[k].path}: left out, it did not register ({why})")
         checks.check_reconstruction(rec, in_names, fov=fov)
         est = _estimate(sync_method, plan, idx, small, rec, [in_names[i] for i in idx],
                         max_offset_s)

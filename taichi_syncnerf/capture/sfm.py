@@ -87,7 +87,7 @@ def _rotation_angle_deg(ra: np.ndarray, rb: np.ndarray) -> float:
 
 
 def _run_colmap(pycolmap, image_dir: Path, work: Path, intrinsics: str, focal_prior: float | None,
-                threads: int, seed: int, max_features: int):
+                threads: int, seed: int, max_features: int, bar):
     db = work / "database.db"
     db.unlink(missing_ok=True)
     reader = pycolmap.ImageReaderOptions()
@@ -99,11 +99,14 @@ def _run_colmap(pycolmap, image_dir: Path, work: Path, intrinsics: str, focal_pr
     extraction.num_threads = threads
     extraction.sift.max_num_features = max_features
     pycolmap.set_random_seed(seed)
+    bar.set_postfix_str("extracting features")
     pycolmap.extract_features(db, image_dir, camera_mode=mode, reader_options=reader,
                               extraction_options=extraction, device=pycolmap.Device.cpu)
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = threads
+    bar.set_postfix_str("matching")
     pycolmap.match_exhaustive(db, matching_options=matching, device=pycolmap.Device.cpu)
+    bar.set_postfix_str("mapping")
     opts = pycolmap.IncrementalPipelineOptions()
     opts.num_threads = threads
     opts.random_seed = seed
@@ -111,7 +114,8 @@ def _run_colmap(pycolmap, image_dir: Path, work: Path, intrinsics: str, focal_pr
     opts.min_model_size = 3
     out = work / "sparse"
     out.mkdir(exist_ok=True)
-    models = pycolmap.incremental_mapping(db, image_dir, out, opts)
+    models = pycolmap.incremental_mapping(db, image_dir, out, opts,
+                                          next_image_callback=lambda: bar.update(1))
     if not models:
         return None
     return max(models.values(), key=lambda r: r.num_reg_images())
@@ -144,7 +148,8 @@ def _camera_result(rec, images: list, focal_scale: float) -> CameraResult:
 
 def reconstruct(frames: list, work: str | Path, intrinsics: str = "per-camera",
                 focal_prior: float | None = None, threads: int = 2, seed: int = 0,
-                max_features: int = 4096, keep_work: bool = False) -> Reconstruction:
+                max_features: int = 4096, keep_work: bool = False,
+                progress: bool = False) -> Reconstruction:
     """Run SfM on ``frames[k]`` (a list of (H, W, 3) uint8 RGB frames of camera k).
 
     Args:
@@ -152,7 +157,7 @@ def reconstruct(frames: list, work: str | Path, intrinsics: str = "per-camera",
         focal_prior: initial focal length as a multiple of the larger image side (None: COLMAP's
             default 1.2).
         threads: CPU threads for extraction, matching and mapping. seed: COLMAP's random seed.
-        max_features: SIFT features kept per frame.
+        max_features: SIFT features kept per frame. progress: a bar of the registered frames.
     """
     if intrinsics not in ("per-camera", "shared"):
         raise UserError(f"--intrinsics must be 'per-camera' or 'shared', got {intrinsics!r}")
@@ -161,10 +166,17 @@ def reconstruct(frames: list, work: str | Path, intrinsics: str = "per-camera",
     image_dir = work / "images"
     names = _write_images(frames, image_dir)
     h, w = frames[0][0].shape[:2]
+    from tqdm import tqdm
+
+    level = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = 3          # COLMAP's log lines would drown the progress bar
     try:
-        rec = _run_colmap(pycolmap, image_dir, work, intrinsics, focal_prior, threads, seed,
-                         max_features)
+        with tqdm(total=sum(len(r) for r in names), desc="sfm", unit="frame",
+                  disable=not progress) as bar:
+            rec = _run_colmap(pycolmap, image_dir, work, intrinsics, focal_prior, threads, seed,
+                              max_features, bar)
     finally:
+        pycolmap.logging.minloglevel = level
         if not keep_work:
             shutil.rmtree(image_dir, ignore_errors=True)
     cams, reasons = [None] * len(frames), {}
