@@ -1,0 +1,126 @@
+"""Grid growth, the alpha mask with box shrinking, and checkpoint state of Sync-MixVoxels (a
+mixin of :class:`.sync_mixvoxels.SyncMixVoxels`)."""
+from __future__ import annotations
+
+import numpy as np
+import taichi as ti
+
+from taichi_syncnerf import runtime
+from taichi_syncnerf.errors import UserError
+
+MASK_MAX_RES = 128  # the alpha mask's grid follows the VM grid, at most this many cells per axis
+
+
+class MixVoxelsState:
+    # ------------------------------------------------------------------ schedule
+    def apply_schedule(self, step: int) -> None:
+        """Upsample the grids and/or rebuild the alpha mask when ``step`` is one of their steps."""
+        from taichi_syncnerf.models.sync_mixvoxels import grid_resolution, voxel_schedule
+
+        mx = self.mx
+        ups = [int(s) for s in mx["upsample_steps"]]
+        if step in ups:
+            self.upsample(grid_resolution(voxel_schedule(mx)[ups.index(step)], self.box))
+        if step in [int(s) for s in mx["alpha_mask_steps"]]:
+            self.update_alpha_mask()
+
+    def grids(self):
+        return [self.static.grids, self.variation.grids, self.dynamic.grids]
+
+    def upsample(self, res) -> None:
+        """Resample every grid to ``res`` (3,); the optimiser restarts (fresh moments)."""
+        res = [int(r) for r in res]
+        if res == self.res:
+            return
+        for g in self.grids():
+            g.upsample(res)
+        self.res = res
+        self._build_optimizer()
+
+    def update_alpha_mask(self) -> None:
+        """Occupancy from the static density on a grid of cell centres: alpha over one sample
+        spacing, 3x3x3 max-pooled, above ``alpha_mask_threshold``; the sampling box shrinks to
+        the cells of that (dilated) mask."""
+        res = [min(r, MASK_MAX_RES) for r in self.res]
+        axes = [(np.arange(r) + 0.5) / r * 2.0 - 1.0 for r in res]
+        z, y, x = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
+        pts = np.stack([x.ravel(), y.ravel(), z.ravel()], 1)
+        sigma = np.empty(len(pts))
+        fdt = runtime.np_float()
+        for a in range(0, len(pts), self.S):
+            b = min(len(pts), a + self.S)
+            chunk = np.zeros((self.S, 3), fdt)
+            chunk[:b - a] = pts[a:b]
+            self.pts.from_numpy(chunk)
+            self.static.density(self.pts, b - a)
+            sigma[a:b] = self.static.sigma.to_numpy()[:b - a]
+        step = (self.far - self.near) / self.n_samples
+        alpha = (1.0 - np.exp(-sigma * step)).reshape(res[2], res[1], res[0])
+        pooled = _max_pool3(alpha)
+        occ = pooled > float(self.mx["alpha_mask_threshold"])
+        if not occ.any():
+            return  # an empty field keeps no mask (nothing would be rendered)
+        self._set_mask(occ.astype(np.int32), res)
+        idx = np.argwhere(occ)  # (k, 3) in (z, y, x)
+        lo_c, hi_c = idx.min(0)[::-1], idx.max(0)[::-1] + 1  # the pooled mask already has a margin
+        cell = (self.box[1] - self.box[0]) / np.asarray(res)
+        lo = np.maximum(self.box[0] + lo_c * cell, self.box[0])
+        hi = np.minimum(self.box[0] + hi_c * cell, self.box[1])
+        self.sample_box = np.stack([lo, hi])
+
+    def _set_mask(self, occ: np.ndarray, res) -> None:
+        if self.occ is None or self.occ.shape[0] != occ.size:
+            self.occ = ti.field(ti.i32, shape=occ.size)
+        self.occ.from_numpy(occ.ravel().astype(np.int32))
+        self.occ_res = [int(r) for r in res]
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_arrays(self) -> dict:
+        out = {f"params/{name}": f.to_numpy() for name, f, _ in self.param_groups() if name != "offsets"}
+        out["offsets/params"] = self.offsets.params.to_numpy()
+        out["offsets/mask"] = self.offsets.mask.to_numpy()
+        out["mixvoxels/res"] = np.asarray(self.res, np.int64)
+        out["mixvoxels/sample_box"] = self.sample_box
+        if self.occ is not None:
+            out["mixvoxels/occ"] = self.occ.to_numpy().astype(np.int8)
+            out["mixvoxels/occ_res"] = np.asarray(self.occ_res, np.int64)
+        for k, v in self.optimizer.state_dict().items():
+            out[f"adam/{k}"] = np.asarray(v)
+        return out
+
+    def load_state_arrays(self, arrays: dict, where: str, optimizer: bool = True) -> None:
+        if "mixvoxels/res" not in arrays:
+            raise UserError(f"{where}: not a Sync-MixVoxels checkpoint (model.kind of the run disagrees)")
+        res = [int(r) for r in arrays["mixvoxels/res"]]
+        if len(res) != 3 or min(res) < 2:
+            raise UserError(f"{where}: checkpoint entry mixvoxels/res is corrupt")
+        self.upsample(res)
+        fdt = runtime.np_float()
+        for name, f, _ in self.param_groups():
+            key = "offsets/params" if name == "offsets" else f"params/{name}"
+            if key not in arrays or arrays[key].shape != tuple(f.shape):
+                raise UserError(f"{where}: checkpoint entry {key} is missing or has the wrong size "
+                                "(was the run trained with another config?)")
+            f.from_numpy(arrays[key].astype(fdt))
+        box = np.asarray(arrays.get("mixvoxels/sample_box", self.box), np.float64)
+        self.sample_box = box.reshape(2, 3)
+        if "mixvoxels/occ" in arrays:
+            self._set_mask(arrays["mixvoxels/occ"].astype(np.int32), arrays["mixvoxels/occ_res"])
+        if optimizer:
+            state = {k[len("adam/"):]: v for k, v in arrays.items() if k.startswith("adam/")}
+            try:
+                self.optimizer.load_state_dict(state)
+            except ValueError as e:
+                raise UserError(f"{where}: {e}") from None
+
+
+def _max_pool3(a: np.ndarray) -> np.ndarray:
+    """3x3x3 max pooling with stride 1 (edges padded with -inf)."""
+    p = np.pad(a, 1, constant_values=-np.inf)
+    out = np.full(a.shape, -np.inf)
+    Z, Y, X = a.shape
+    for dz in range(3):
+        for dy in range(3):
+            for dx in range(3):
+                out = np.maximum(out, p[dz:dz + Z, dy:dy + Y, dx:dx + X])
+    return out

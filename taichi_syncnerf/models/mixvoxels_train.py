@@ -1,0 +1,128 @@
+"""The training step of Sync-MixVoxels (a mixin of :class:`.sync_mixvoxels.SyncMixVoxels`)."""
+from __future__ import annotations
+
+import numpy as np
+
+from taichi_syncnerf import runtime
+from taichi_syncnerf.kernels import allframes, ray_losses, variation
+from taichi_syncnerf.models.mixvoxels_data import AllFramesData
+
+
+class MixVoxelsTraining:
+    _data = None
+
+    # ------------------------------------------------------------------ the shared model interface
+    def sample_batch(self, source, rng: np.random.Generator, n: int, step: int, cameras=None) -> dict:
+        """Rays x all frames (see :mod:`.mixvoxels_data`), drawn uniformly from ``cameras``
+        (default: the training cameras)."""
+        if self._data is None or self._data.source is not source:
+            self._data = AllFramesData(source)
+        b = self._data.sample(rng, n, cameras)
+        b["sampling"] = "uniform"
+        return b
+
+    def train_on(self, batch: dict, step: int, lr_scale: float, offsets_frozen: bool,
+                 offsets_only: bool = False) -> dict:
+        """Grid growth / alpha mask due at ``step``, loss and gradients, one optimiser step."""
+        if not offsets_only:
+            self.apply_schedule(step)
+        stats = self.forward_backward(batch, step, seed=step + 1, jitter=True, offsets_frozen=offsets_frozen,
+                                      offsets_only=offsets_only)
+        self._optimizer_step(step, lr_scale, offsets_frozen, offsets_only)
+        return stats
+
+    def current_lrs(self) -> dict:
+        return {"lr": self.lrs["static.density"], "lr_offsets": self.lrs["offsets"]}
+
+    def prepare_testoptim(self, test_index: int, lr: float) -> None:
+        """Only camera ``test_index``'s offset trains (everything else frozen in ``train_on``
+        with ``offsets_only``), at learning rate ``lr``."""
+        only = np.zeros(self.n_cameras, bool)
+        only[test_index] = True
+        self.offsets.set_trainable(only)
+        self.base_lr["offsets"] = float(lr)
+
+    # ------------------------------------------------------------------ loss and gradients
+    def forward_backward(self, batch: dict, step: int, seed: int, jitter: bool, offsets_frozen: bool = False,
+                         offsets_only: bool = False) -> dict:
+        """Total loss (``stats["loss"]``) and its gradient ACCUMULATED into every parameter group."""
+        mx = self.mx
+        n = len(batch["cams"])
+        if n > self.max_rays:
+            raise ValueError(f"{n} rays exceed the model's batch capacity {self.max_rays}")
+        self._upload_rays(batch["origins"], batch["dirs"])
+        fdt = runtime.np_float()
+        tgt = np.zeros((self.max_rays, 3), fdt)
+        tgt[:n] = batch["mean_rgb"]
+        self.target.from_numpy(tgt)
+        lab = np.zeros(self.max_rays, fdt)
+        lab[:n] = np.asarray(batch["std"]) > float(mx["std_threshold"])
+        self.label.from_numpy(lab)
+        self._sample(n, jitter, seed)
+        smp = self.smp
+        S = smp.n_samples
+        stats, loss = {}, 0.0
+        st = self.static
+        st.forward(self.pts, self.rays_d, smp.ray_id, S)
+        self.renderer.forward(smp, st.sigma, st.rgb, n, background=self.background, threshold=0.0)
+        mse_static = ray_losses.mse(self.renderer.colour, self.target, n)
+        stats["mse_static"] = mse_static
+        if not offsets_only:
+            self.renderer.backward(smp, st.sigma, st.rgb, n, d_colour=True)
+            st.backward(self.pts, S)
+            loss += mse_static
+        head = self._head(step)
+        use_time = head is self.time_fn
+        n_rays_dyn, nd = self._route(n, batch["cams"] if use_time else None)
+        if not offsets_only:
+            w = float(mx["bce_weight"])
+            bce = variation.weighted_bce(self.ray_logit, self.label, n, float(mx["bce_pos_weight"]), weight=w)
+            variation.ray_max_logit_backward(self.variation.logit, smp.ray_start, smp.ray_count, self.ray_logit,
+                                             self.argmax, n)
+            self.variation.backward(self.pts, S)
+            stats["bce"] = bce
+            loss += w * bce
+        stats["dynamic_rays"] = n_rays_dyn / max(n, 1)
+        mse_dyn = 0.0
+        if n_rays_dyn > 0 and nd > 0:
+            mse_dyn = self._dynamic_pass(batch, head, n_rays_dyn, nd, backward_branch=not offsets_only)
+            loss += mse_dyn
+        stats["mse_dynamic"] = mse_dyn
+        # composite: static rays against their mean colour, dynamic rays against every frame
+        stats["mse"] = (mse_static * (n - n_rays_dyn) + mse_dyn * n_rays_dyn) / max(n, 1)
+        if use_time and not offsets_frozen:
+            stats["offsets_l1"] = self.offsets.l1(float(self.cfg["offsets"]["l1"]))
+            loss += stats["offsets_l1"]
+        self.offsets.apply_mask_to_grad()
+        stats["loss"] = loss
+        return stats
+
+    def _dynamic_pass(self, batch, head, n_rays_dyn: int, nd: int, backward_branch: bool) -> float:
+        tgt = np.zeros(self.target_all.shape, runtime.np_float())
+        tgt[:n_rays_dyn] = batch["all_frames"](self._dyn_rays_np)
+        self.target_all.from_numpy(tgt)
+        head.compute(self.offsets)
+        d, fh, ren, smp = self.dynamic, self.frame_head, self.all_renderer, self.smp
+        d.forward(self.rays_d, nd)
+        fh.forward(d.hs, d.hc, head.zs, head.zc, self.slot, nd)
+        args = (smp, self.dyn_rays, n_rays_dyn, self.dyn_index, fh.sigma, fh.rgb, self.static.sigma, self.static.rgb)
+        ren.forward(*args, background=self.background)
+        mse = allframes.mse(ren.colour, self.target_all, n_rays_dyn)
+        ren.backward(*args)
+        fh.backward(d.hs, d.hc, head.zs, head.zc, self.slot, self.slot_start, head.n_slots, nd)
+        head.backward(self.offsets)
+        if backward_branch:
+            d.backward(nd)
+        return mse
+
+    def _optimizer_step(self, step: int, lr_scale: float, offsets_frozen: bool, offsets_only: bool) -> None:
+        use_time = self.uses_time_function(step)
+        for name, lr in self.base_lr.items():
+            is_off = name == "offsets"
+            frozen = ((is_off and (offsets_frozen or not use_time)) or (offsets_only and not is_off)
+                      or (name.startswith("time.") and not use_time)
+                      or (name.startswith("per_frame.") and use_time))
+            self.optimizer.freeze(name, frozen)
+            self.optimizer.set_lr(name, lr * lr_scale)
+            self.lrs[name] = lr * lr_scale
+        self.optimizer.step()

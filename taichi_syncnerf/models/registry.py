@@ -1,0 +1,35 @@
+"""The one place that chooses the model from the config (``model.kind``).
+
+Every model implements the same interface, which the training loop, ``testoptim``, ``eval``,
+``render``, the viewer and the checkpoints use:
+
+* attributes: ``kind``, ``sync``, ``max_rays``, ``offsets`` (a :class:`.offsets.TimeOffsets`);
+* ``sample_batch(source, rng, n, step, cameras=None, uniform=False) -> batch`` (a dict whose
+  ``"sampling"`` names how its rays were drawn) and ``train_on(batch, step, lr_scale,
+  offsets_frozen, offsets_only=False) -> stats`` (``stats["mse"]``, ``stats["loss"]``, ...);
+* ``load_rays(origins, dirs, view_dirs, times, cams) -> n`` and ``render_rays(n) -> (n, 3)``;
+* ``state_arrays()`` / ``load_state_arrays(arrays, where, optimizer=True)``;
+* ``current_lrs()`` and ``prepare_testoptim(test_index, lr)``.
+"""
+from __future__ import annotations
+
+from taichi_syncnerf.errors import ConfigError
+
+
+def model_class(kind: str):
+    if kind == "sync-kplanes":
+        from taichi_syncnerf.models.sync_kplanes import SyncKPlanes
+
+        return SyncKPlanes
+    if kind == "sync-mixvoxels":
+        from taichi_syncnerf.models.sync_mixvoxels import SyncMixVoxels
+
+        return SyncMixVoxels
+    raise ConfigError(f"model.kind {kind!r} is not one of sync-kplanes, sync-mixvoxels")
+
+
+def build_model(cfg: dict, source):
+    """The model of ``cfg["model"]["kind"]`` sized for the dataset ``source`` (a RaySource)."""
+    cls = model_class(cfg["model"]["kind"])
+    return cls(cfg, source.n_cameras, source.n_frames, source.test_index, source.ndc, source.near, source.far,
+               source.bbox, source.background, max_rays=int(cfg["train"]["batch_rays"]))

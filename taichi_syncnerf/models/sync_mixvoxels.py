@@ -1,0 +1,290 @@
+"""Sync-MixVoxels (and the MixVoxels baseline): static and dynamic VM grids, a variation field
+that routes rays and samples, all-frames rendering of the dynamic rays, per-camera time offsets
+learned through an implicit time function.
+
+One training step on a batch of rays (see :mod:`.mixvoxels_data`):
+
+1. samples: ``n_samples`` stratified intervals per ray inside the (shrunk) box; samples in empty
+   cells of the alpha mask are dropped;
+2. static branch on every sample: volume rendering, L2 to each pixel's temporal mean colour;
+3. variation field: each ray's maximum logit, positively weighted BCE against the label
+   ``std > std_threshold``;
+4. routing (from the prediction, as at test time): a ray is dynamic if sigmoid(max logit) >
+   ``dynamic_threshold``; along it a sample is dynamic if sigmoid of the logits max-pooled over
+   ``pool_kernel`` samples exceeds ``sample_threshold``; other samples keep their static values
+   (no gradient);
+5. dynamic branch on the dynamic samples of the dynamic rays, encoded once and rendered for
+   every frame by the head (per-frame queries, or the time function of ``t + offset`` of the
+   ray's camera); L2 over rays x frames x RGB;
+6. hand-written backward passes; L1 on the offsets; one Adam step (offsets in their own group).
+
+Schedule: ``mixvoxels.stage1_steps`` steps with the per-frame head and no offsets, then the
+time function with offsets (0: the time function from the first step). Grids grow at
+``mixvoxels.upsample_steps`` (log-linear in the voxel count from ``voxels_init`` to
+``voxels_final``; the optimiser's moments restart, as in the reference); the alpha mask and the
+shrunk box are recomputed at ``mixvoxels.alpha_mask_steps``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import taichi as ti
+
+from taichi_syncnerf import runtime
+from taichi_syncnerf.kernels import allframes, mixglue, variation
+from taichi_syncnerf.kernels.adam import Adam
+from taichi_syncnerf.kernels.render import VolumeRenderer
+from taichi_syncnerf.kernels.sampling import RaySampler, ray_aabb
+from taichi_syncnerf.models.mixvoxels_heads import PerFrameHead, TimeFunction
+from taichi_syncnerf.models.mixvoxels_parts import DynamicBranch, StaticBranch, VariationField
+from taichi_syncnerf.models.mixvoxels_state import MixVoxelsState
+from taichi_syncnerf.models.mixvoxels_train import MixVoxelsTraining
+from taichi_syncnerf.models.offsets import TimeOffsets
+
+
+def grid_resolution(n_voxels: float, box) -> list[int]:
+    """Per-axis resolution with about ``n_voxels`` cells over ``box`` (2, 3), cells cubic."""
+    size = np.asarray(box[1], np.float64) - np.asarray(box[0], np.float64)
+    side = (np.prod(size) / float(n_voxels)) ** (1.0 / 3.0)
+    return [max(2, int(v)) for v in np.round(size / side)]
+
+
+def voxel_schedule(mx: dict) -> list[float]:
+    """Voxel counts after each upsample (log-linear from ``voxels_init`` to ``voxels_final``)."""
+    n = len(mx["upsample_steps"])
+    a, b = math.log(mx["voxels_init"]), math.log(mx["voxels_final"])
+    return [math.exp(a + (b - a) * (i + 1) / n) for i in range(n)]
+
+
+class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState):
+    kind = "sync-mixvoxels"
+
+    def __init__(self, cfg: dict, n_cameras: int, n_frames: int, test_index: int, ndc: bool, near: float,
+                 far: float, bbox, background, max_rays: int):
+        m, mx, o = cfg["model"], cfg["mixvoxels"], cfg["offsets"]
+        self.cfg, self.mx = cfg, mx
+        self.sync = bool(m["sync"])
+        self.n_cameras, self.n_frames, self.test_index = int(n_cameras), int(n_frames), int(test_index)
+        self.near, self.far = float(near), float(far)
+        box = np.asarray(m["bbox"] if m["bbox"] is not None else bbox, np.float64).reshape(2, 3)
+        self.box = box
+        self.sample_box = box.copy()
+        self.background = [float(v) for v in background]
+        self.max_rays = R = int(max_rays)
+        self.n_samples = int(mx["n_samples"])
+        self.S = S = R * self.n_samples
+        seed = int(cfg["train"]["seed"])
+        self.res = grid_resolution(mx["voxels_init"], box)
+        self.static = StaticBranch(mx, self.res, S, seed + 100)
+        self.variation = VariationField(mx, self.res, S, seed + 200)
+        self.dynamic = DynamicBranch(mx, self.res, S, seed + 300)
+        D = self.dynamic.D
+        self.per_frame = PerFrameHead(n_frames, D, seed + 400)
+        self.time_fn = TimeFunction(n_cameras, n_frames, D, mx["time_freqs"], mx["time_hidden"], 64,
+                                    seed + 500) if self.sync else None
+        trainable = np.ones(self.n_cameras, bool)
+        trainable[self.test_index] = False
+        if not self.sync:
+            trainable[:] = False
+        self.offsets = TimeOffsets(self.n_cameras, n_frames, trainable, 0.0, 0.0, seed)
+
+        self.coarse = RaySampler(R, S)
+        self.packed = RaySampler(R, S)  # the samples the alpha mask keeps
+        self.smp = self.coarse
+        self.renderer = VolumeRenderer(R, S, colour=True)
+        self.frame_head = allframes.FrameHead(S, n_frames, D, float(mx["density_scale"]))
+        self.all_renderer = allframes.AllFramesRenderer(R, n_frames)
+        self.eval_head = allframes.FrameHead(S, 1, D, float(mx["density_scale"]))
+        self.eval_renderer = allframes.AllFramesRenderer(R, 1)
+        self.eval_zs = ti.field(float, shape=R * (D + 1), needs_grad=True)
+        self.eval_zc = ti.field(float, shape=R * 3 * (D + 1), needs_grad=True)
+        self.rays_o = ti.field(float, shape=(R, 3))
+        self.rays_d = ti.field(float, shape=(R, 3))
+        self.near_f = ti.field(float, shape=R)
+        self.far_f = ti.field(float, shape=R)
+        self.pts = ti.field(float, shape=(S, 3))
+        self.keep = ti.field(ti.i32, shape=S)
+        self.target = ti.field(float, shape=(R, 3))
+        self.target_all = ti.field(float, shape=(R, n_frames, 3))
+        self.label = ti.field(float, shape=R)
+        self.ray_logit = ti.field(float, shape=R, needs_grad=True)
+        self.argmax = ti.field(ti.i32, shape=R)
+        self.ray_dyn = ti.field(ti.i32, shape=R)
+        self.sample_dyn = ti.field(ti.i32, shape=S)
+        self.dyn_rays = ti.field(ti.i32, shape=R)
+        self.dyn_index = ti.field(ti.i32, shape=S)
+        self.dyn_src = ti.field(ti.i32, shape=S)
+        self.slot = ti.field(ti.i32, shape=S)
+        self.slot_start = ti.field(ti.i32, shape=self.n_cameras + 1)
+        self.occ = None  # alpha mask: int field over a grid of self.occ_res cells, or None
+        self.occ_res = None
+        self._cams = np.zeros(0, np.int32)
+        self._times = np.zeros(0)
+        self.lr = float(cfg["train"]["lr"])
+        self.offsets_lr = self.lr * float(o["lr_scale"])
+        self._build_optimizer()
+
+    # ------------------------------------------------------------------ parameters
+    def param_groups(self) -> list[tuple[str, object, float]]:
+        mx = self.mx
+        grid_lr, basis_lr = self.lr, float(mx["lr_basis"])
+        out = []
+        for prefix, comp in (("static", self.static), ("variation", self.variation), ("dynamic", self.dynamic)):
+            for name, f in comp.params().items():
+                out.append((f"{prefix}.{name}", f, grid_lr if name in ("density", "appearance", "grid")
+                            else basis_lr))
+        for name, f in self.per_frame.params().items():
+            out.append((f"per_frame.{name}", f, basis_lr))
+        if self.time_fn is not None:
+            for name, f in self.time_fn.params().items():
+                out.append((f"time.{name}", f, basis_lr * float(mx["lr_time_scale"])))
+        out.append(("offsets", self.offsets.params, self.offsets_lr))
+        return out
+
+    def _build_optimizer(self) -> None:
+        groups = [{"name": n, "param": f, "lr": lr, "frozen": n == "offsets" and not self.sync}
+                  for n, f, lr in self.param_groups()]
+        self.base_lr = {g["name"]: g["lr"] for g in groups}
+        self.lrs = dict(self.base_lr)
+        self.optimizer = Adam(groups)
+
+    def uses_time_function(self, step: int) -> bool:
+        return self.time_fn is not None and step >= int(self.mx["stage1_steps"])
+
+    def _head(self, step: int):
+        return self.time_fn if self.uses_time_function(step) else self.per_frame
+
+    # ------------------------------------------------------------------ rays and samples
+    def load_rays(self, origins, dirs, view_dirs, times, cams, target=None) -> int:
+        """Upload rays (numpy) for :meth:`render_rays` (``view_dirs`` is ``dirs`` here)."""
+        n = len(origins)
+        if n > self.max_rays:
+            raise ValueError(f"{n} rays exceed the model's batch capacity {self.max_rays}")
+        self._upload_rays(origins, dirs)
+        self._cams = np.asarray(cams, np.int32)
+        self._times = np.asarray(times, np.float64)
+        return n
+
+    def _upload_rays(self, origins, dirs) -> None:
+        n = len(origins)
+        fdt = runtime.np_float()
+        for field, a in ((self.rays_o, origins), (self.rays_d, dirs)):
+            full = np.zeros((self.max_rays, 3), fdt)
+            full[:n] = a
+            field.from_numpy(full)
+        self.near_f.fill(self.near)
+        self.far_f.fill(self.far)
+        ray_aabb(self.rays_o, self.rays_d, self.near_f, self.far_f, n, self.sample_box.ravel(),
+                 near_min=self.near, far_max=self.far)
+
+    def _sample(self, n: int, jitter: bool, seed: int) -> None:
+        c = self.coarse
+        c.stratified(self.near_f, self.far_f, n, self.n_samples, jitter=jitter, seed=seed)
+        lo, hi = self.box
+        mixglue.box_points(self.rays_o, self.rays_d, c.t0, c.t1, c.ray_id, self.pts, c.n_samples, *lo, *hi)
+        if self.occ is None:
+            self.smp = smp = c
+        else:
+            self.smp = smp = self.packed
+            mixglue.occupancy(self.pts, self.occ, self.keep, c.n_samples, *self.occ_res)
+            keep = self.keep.to_numpy()[:c.n_samples].astype(bool)
+            p = c.to_numpy()
+            counts = np.bincount(p["ray_id"][keep], minlength=n).astype(np.int32)
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int32)
+            _upload_packed(smp, n, starts, counts, p["t0"][keep], p["t1"][keep], p["ray_id"][keep])
+        mixglue.box_points(self.rays_o, self.rays_d, smp.t0, smp.t1, smp.ray_id, self.pts, smp.n_samples,
+                           *lo, *hi)
+
+    def _route(self, n: int, slots: np.ndarray | None) -> tuple[int, int]:
+        """Variation field and routing on the current samples; fills the dynamic lists.
+
+        ``slots``: per-ray slot of the head table (None: slot 0). Returns (dynamic rays, dynamic
+        samples)."""
+        smp, mx = self.smp, self.mx
+        self.variation.forward(self.pts, smp.n_samples)
+        variation.ray_max_logit(self.variation.logit, smp.ray_start, smp.ray_count, self.ray_logit, self.argmax, n)
+        logits = self.ray_logit.to_numpy()[:n].astype(np.float64)
+        dyn_ray = (1.0 / (1.0 + np.exp(-logits)) > float(mx["dynamic_threshold"])) & (
+            self.smp.ray_count.to_numpy()[:n] > 0)
+        full = np.zeros(self.max_rays, np.int32)
+        full[:n] = dyn_ray
+        self.ray_dyn.from_numpy(full)
+        variation.route_samples(self.variation.logit, smp.ray_start, smp.ray_count, self.ray_dyn,
+                                self.sample_dyn, n, int(mx["pool_kernel"]) // 2, float(mx["sample_threshold"]))
+        S = smp.n_samples
+        dyn = self.sample_dyn.to_numpy()[:S].astype(bool)
+        src = np.flatnonzero(dyn).astype(np.int32)
+        index = np.full(self.S, -1, np.int32)
+        index[src] = np.arange(len(src), dtype=np.int32)
+        self.dyn_index.from_numpy(index)
+        rays = np.flatnonzero(dyn_ray).astype(np.int32)
+        self._n_dyn_rays, self._n_dyn = len(rays), len(src)
+        self._dyn_rays_np = rays
+        _load_int(self.dyn_rays, rays)
+        _load_int(self.dyn_src, src)
+        ray_of = smp.ray_id.to_numpy()[src]
+        slot = np.zeros(len(src), np.int32) if slots is None else np.asarray(slots, np.int32)[ray_of]
+        _load_int(self.slot, slot)
+        K = self.n_cameras
+        _load_int(self.slot_start, np.searchsorted(slot, np.arange(K + 1)).astype(np.int32))
+        if len(src):
+            mixglue.gather_rows(self.pts, self.dyn_src, self.dynamic.pts, len(src), 3)
+            mixglue.gather_scalar(smp.ray_id, self.dyn_src, self.dynamic.ray_of, len(src))
+        return len(rays), len(src)
+
+    # ------------------------------------------------------------------ rendering
+    def render_rays(self, n_rays: int) -> np.ndarray:
+        """Colour (n_rays, 3) of the rays loaded with :meth:`load_rays`, at their own times:
+        the static render for static rays, the dynamic render at the ray's time otherwise."""
+        n = int(n_rays)
+        self._sample(n, jitter=False, seed=0)
+        smp = self.smp
+        self.static.forward(self.pts, self.rays_d, smp.ray_id, smp.n_samples)
+        self.renderer.forward(smp, self.static.sigma, self.static.rgb, n, background=self.background, threshold=0.0)
+        out = self.renderer.colour.to_numpy()[:n].astype(np.float64)
+        cams, times = self._cams[:n], self._times[:n]
+        use_time = self.uses_time_function(10 ** 12)
+        key_t = times + (self.offsets.normalised()[cams] if use_time else 0.0)
+        keys = np.stack([cams if use_time else np.zeros(n), key_t], 1)
+        uniq, slots = np.unique(keys, axis=0, return_inverse=True)
+        slots = slots.ravel().astype(np.int32)
+        nd_rays, nd = self._route(n, slots=None)
+        if nd_rays == 0:
+            return out
+        if use_time:
+            zs, zc = self.time_fn.rows_at(uniq[:, 1])
+        else:
+            zs, zc = self.per_frame.rows_at((uniq[:, 1] / 0.8 + 1.0) / 2.0 * (self.n_frames - 1))
+        _load_float(self.eval_zs, zs.ravel())
+        _load_float(self.eval_zc, zc.ravel())
+        ray_of = smp.ray_id.to_numpy()[self.dyn_src.to_numpy()[:nd]]
+        _load_int(self.slot, slots[ray_of])
+        d = self.dynamic
+        d.forward(self.rays_d, nd)
+        self.eval_head.forward(d.hs, d.hc, self.eval_zs, self.eval_zc, self.slot, nd)
+        self.eval_renderer.forward(smp, self.dyn_rays, nd_rays, self.dyn_index, self.eval_head.sigma,
+                                   self.eval_head.rgb, self.static.sigma, self.static.rgb, self.background)
+        out[self._dyn_rays_np] = self.eval_renderer.colour.to_numpy()[:nd_rays, 0]
+        return out
+
+
+def _load_int(field, a) -> None:
+    full = np.zeros(field.shape, np.int32)
+    full[:len(a)] = a
+    field.from_numpy(full)
+
+
+def _load_float(field, a) -> None:
+    full = np.zeros(field.shape, runtime.np_float())
+    full[:len(a)] = a
+    field.from_numpy(full)
+
+
+def _upload_packed(dst: RaySampler, n: int, starts, counts, t0, t1, ray_id) -> None:
+    _load_int(dst.ray_start, starts)
+    _load_int(dst.ray_count, counts)
+    _load_float(dst.t0, t0)
+    _load_float(dst.t1, t1)
+    _load_int(dst.ray_id, ray_id)
+    dst.n_rays, dst.n_samples, dst.n_dropped = int(n), int(len(t0)), 0

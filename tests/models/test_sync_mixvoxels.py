@@ -1,0 +1,163 @@
+"""Sync-MixVoxels assembled: gradients of the whole loss (every parameter group, the offsets
+included) vs float64 finite differences, routing, rendering and checkpoint state."""
+import numpy as np
+import pytest
+
+from taichi_syncnerf.config import DEFAULTS, apply_overrides
+from taichi_syncnerf.kernels.reference import vm as vm_ref
+from taichi_syncnerf.models.sync_mixvoxels import SyncMixVoxels
+
+C, F, R = 3, 5, 6
+
+
+def tiny_cfg(*extra):
+    return apply_overrides(DEFAULTS, [
+        "model.kind=sync-mixvoxels", "mixvoxels.comps_density=[2, 1, 1]", "mixvoxels.comps_app=[2, 1, 1]",
+        "mixvoxels.voxels_init=64", "mixvoxels.voxels_final=216", "mixvoxels.upsample_steps=[]",
+        "mixvoxels.alpha_mask_steps=[]", "mixvoxels.n_samples=5", "mixvoxels.density_scale=2.0",
+        "mixvoxels.static_hidden=4", "mixvoxels.trunk_hidden=4", "mixvoxels.width=3", "mixvoxels.time_freqs=3",
+        "mixvoxels.time_hidden=4", "mixvoxels.dynamic_threshold=0.8", "mixvoxels.sample_threshold=0.5",
+        "mixvoxels.pool_kernel=1", "mixvoxels.stage1_steps=0", "mixvoxels.bce_weight=0.5",
+        "offsets.l1=0.01", f"train.batch_rays={R}", f"testoptim.batch_rays={R}", *extra])
+
+
+def make_batch(seed=1):
+    rng = np.random.default_rng(seed)
+    o = rng.uniform(-0.3, 0.3, (R, 3)) + np.array([0, 0, -3.0])
+    d = rng.normal(size=(R, 3)) * 0.15 + np.array([0, 0, 1.0])
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    frames = rng.uniform(0, 1, (R, F, 3))
+    return {"origins": o, "dirs": d, "cams": np.array([0, 1, 1, 1, 2, 2], np.int32),
+            "mean_rgb": frames.mean(1), "std": rng.uniform(0, 0.06, R),
+            "all_frames": lambda idx: frames[np.asarray(idx)]}
+
+
+@pytest.fixture(scope="module")
+def model():
+    """One model for the module: every instance compiles its own kernels (about a minute)."""
+    return SyncMixVoxels(tiny_cfg(), n_cameras=C, n_frames=F, test_index=0, ndc=False, near=0.5, far=5.5,
+                         bbox=[[-1, -1, -1], [1, 1, 1]], background=[1.0, 1.0, 1.0], max_rays=R)
+
+
+def randomize(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for name, field, _ in model.param_groups():  # values of order 1: every branch matters
+        if name != "offsets":
+            field.from_numpy(rng.normal(0, 0.8, field.shape))
+    model.offsets.params.from_numpy(np.array([0.0, 0.07, -0.05]))
+    model.optimizer.zero_grad()
+
+
+def grads_and_loss(model, batch, step=0):
+    model.optimizer.zero_grad()
+    stats = model.forward_backward(batch, step, seed=3, jitter=True)
+    return stats, {name: f.grad.to_numpy().copy() for name, f, _ in model.param_groups()}
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_whole_loss_gradient_matches_finite_differences(model, sync):
+    """``sync=False``: the per-frame head of the baseline and of stage 1 (no offsets)."""
+    randomize(model)
+    batch = make_batch()
+    model.mx["stage1_steps"] = 0 if sync else 10
+    try:
+        _check_gradients(model, batch, sync)
+    finally:
+        model.mx["stage1_steps"] = 0
+
+
+def _check_gradients(model, batch, sync):
+    stats, grads = grads_and_loss(model, batch)
+    # the batch mixes static and dynamic rays, and dynamic and static samples along dynamic rays
+    assert 0 < stats["dynamic_rays"] < 1
+    assert 0 < model._n_dyn < model.smp.n_samples
+    assert stats["mse_dynamic"] > 0 and stats["bce"] > 0
+    rng = np.random.default_rng(7)
+    h = 1e-6
+    checked = 0
+    for name, field, _ in model.param_groups():
+        g = grads[name]
+        if name == "offsets":
+            idx = [1, 2]
+        elif name.startswith("time." if not sync else "per_frame."):
+            assert not g.any()  # the head not in use
+            continue
+        else:
+            nz = np.flatnonzero(g)
+            assert len(nz) > 0, f"{name} has no gradient"
+            idx = rng.choice(nz, size=min(4, len(nz)), replace=False)
+        values = field.to_numpy()
+        for i in idx:
+            fd = []
+            for sgn in (1, -1):
+                v = values.copy()
+                v[i] += sgn * h
+                field.from_numpy(v)
+                fd.append(model.forward_backward(batch, 0, seed=3, jitter=True)["loss"])
+                model.optimizer.zero_grad()
+            field.from_numpy(values)
+            want = (fd[0] - fd[1]) / (2 * h)
+            assert g[i] == pytest.approx(want, rel=1e-4, abs=1e-7), f"{name}[{i}]"
+            checked += 1
+    assert checked > 20
+    off = grads["offsets"]
+    assert off[0] == 0  # the test camera's slot is masked
+    if sync:
+        # the offsets see more than their L1 term (0.01 * sign): the photometric gradient
+        photometric = off[1:] - 0.01 * np.sign([0.07, -0.05])
+        assert np.all(np.abs(photometric) > 1e-3), off
+    else:
+        assert np.all(off == 0)
+
+
+def test_render_rays_is_static_for_static_rays_and_matches_training_frames(model):
+    randomize(model)
+    batch = make_batch()
+    model.forward_backward(batch, 0, seed=0, jitter=False)
+    model.optimizer.zero_grad()
+    train_colour = model.all_renderer.colour.to_numpy()
+    dyn_rays = model._dyn_rays_np.copy()
+    static_colour = model.renderer.colour.to_numpy()[:R]
+    f = 3
+    t = 0.8 * (2 * f / (F - 1) - 1)
+    n = model.load_rays(batch["origins"], batch["dirs"], batch["dirs"], np.full(R, t), batch["cams"])
+    out = model.render_rays(n)
+    static = np.setdiff1d(np.arange(R), dyn_rays)
+    np.testing.assert_allclose(out[static], static_colour[static], atol=1e-10)
+    np.testing.assert_allclose(out[dyn_rays], train_colour[:len(dyn_rays), f], atol=1e-10)
+
+
+def test_upsample_alpha_mask_and_checkpoint_round_trip(model):
+    """Last test of the module: it grows the model's grids."""
+    randomize(model)
+    batch = make_batch()
+    model.mx.update({"upsample_steps": [2], "alpha_mask_steps": [3], "alpha_mask_threshold": 0.5})
+    for step in range(3):
+        model.train_on(batch, step, 1.0, offsets_frozen=False)
+    assert model.res == [6, 6, 6] and model.occ is None
+    # static density only in the corner x, y, z < 0.2 of the box (texels at -1, -0.6, -0.2 set):
+    # occupied mask cells 0..2 of 6, dilated by the pooling to 0..3, so the box ends at 1/3
+    enc = model.static.grids.enc["density"]
+    p = np.zeros(enc.n_params)
+    planes, lines = vm_ref.split(p, enc.comps, enc.res)
+    planes[0][:3, :3, 0] = 1.0
+    lines[0][:3, 0] = 1.0
+    enc.set_params(p)
+    model.apply_schedule(3)
+    assert model.occ is not None and 0 < model.occ.to_numpy().sum() < 6 ** 3
+    np.testing.assert_allclose(model.sample_box, [[-1, -1, -1], [1 / 3, 1 / 3, 1 / 3]], atol=1e-12)
+    model.train_on(batch, 3, 1.0, offsets_frozen=False)
+    arrays = model.state_arrays()
+    n = model.load_rays(batch["origins"], batch["dirs"], batch["dirs"], np.zeros(R), batch["cams"])
+    want = model.render_rays(n)
+    occ, box = model.occ.to_numpy(), model.sample_box.copy()
+    randomize(model, seed=5)
+    model.occ.fill(1)
+    model.sample_box = model.box.copy()
+    n = model.load_rays(batch["origins"], batch["dirs"], batch["dirs"], np.zeros(R), batch["cams"])
+    assert not np.allclose(model.render_rays(n), want)
+    model.load_state_arrays(arrays, "ckpt")
+    np.testing.assert_array_equal(model.occ.to_numpy(), occ)
+    np.testing.assert_array_equal(model.sample_box, box)
+    n = model.load_rays(batch["origins"], batch["dirs"], batch["dirs"], np.zeros(R), batch["cams"])
+    np.testing.assert_allclose(model.render_rays(n), want, atol=1e-12)
