@@ -57,12 +57,16 @@ class InputVideo:
 
 @dataclass(frozen=True)
 class InputPlan:
-    """The videos (sorted by file name) and the common rate and size they are decoded at."""
+    """The videos (sorted by file name), the rate and size of the dataset, and the size frames
+    are decoded at for structure from motion (the inputs' own size when its aspect ratio is the
+    dataset's: a dataset smaller than its videos still gets poses from the full frames)."""
 
     videos: list
     width: int
     height: int
     fps: float
+    sfm_width: int = 0
+    sfm_height: int = 0
 
     def frames_of(self, video: InputVideo) -> int:
         """Frames of ``video`` after resampling to ``fps``."""
@@ -128,7 +132,10 @@ def _parse_size(size) -> tuple[int, int] | None:
 def plan_inputs(videos: list[InputVideo], size=None, fps: float | None = None) -> InputPlan:
     """Choose the common size (``size`` or the most common one) and rate (``fps`` or the most
     common one) and warn once per video that is resampled."""
-    wh = _parse_size(size) or Counter((v.width, v.height) for v in videos).most_common(1)[0][0]
+    common = Counter((v.width, v.height) for v in videos).most_common(1)[0][0]
+    wh = _parse_size(size) or common
+    same_aspect = abs(common[0] * wh[1] - common[1] * wh[0]) <= max(common[0], wh[0]) // 100
+    sfm = common if same_aspect and common[0] > wh[0] else wh
     rate = float(fps) if fps else Counter(round(v.fps, 3) for v in videos).most_common(1)[0][0]
     if not rate > 0:
         raise UserError(f"--fps must be positive, got {fps}")
@@ -142,7 +149,7 @@ def plan_inputs(videos: list[InputVideo], size=None, fps: float | None = None) -
             changes.append(f"{v.fps:g} -> {rate:g} fps")
         if changes:
             warn(f"{v.path}: resampled {', '.join(changes)}")
-    return InputPlan(list(videos), int(wh[0]), int(wh[1]), rate)
+    return InputPlan(list(videos), int(wh[0]), int(wh[1]), rate, int(sfm[0]), int(sfm[1]))
 
 
 def _filters(video: InputVideo, width: int, height: int, fps: float) -> str:

@@ -36,17 +36,35 @@ def _staging(out: Path, overwrite: bool) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
 
 
+def _frame(full: list, i: int, plan, video) -> np.ndarray:
+    """Frame ``i`` at the SfM size (kept while decoding, or decoded again when the frame count
+    differed from the estimate)."""
+    if i < len(full) and full[i] is not None:
+        return full[i]
+    for j, frame in enumerate(media.decode(video, plan.sfm_width, plan.sfm_height, plan.fps)):
+        if j == i:
+            return frame
+    raise DataError(f"{video.path}: frame {i} could not be decoded")
+
+
 def _decode_all(plan, store: Path, sfm_frames: int, bar):
     """Decode every video into ``store/NNN.npy``; returns (frame counts, small grey frames for
     the visual synchronisation, frames for structure from motion)."""
+    import cv2
+
     counts, small, picked = [], [], []
     shape = (plan.height, plan.width, 3)
     for k, v in enumerate(plan.videos):
         cap = plan.frames_of(v) + 4
+        keep = set(np.linspace(0, plan.frames_of(v) - 1, max(1, sfm_frames)).round().astype(int))
         mm = np.lib.format.open_memmap(store / f"{k:03d}.npy", mode="w+", dtype=np.uint8,
                                        shape=(cap,) + shape)
         grey, n = SmallFrames(), 0
-        for frame in media.decode(v, plan.width, plan.height, plan.fps, max_frames=cap):
+        full = []
+        for frame in media.decode(v, plan.sfm_width, plan.sfm_height, plan.fps, max_frames=cap):
+            full.append(frame if n in keep else None)
+            if frame.shape[:2] != shape[:2]:
+                frame = cv2.resize(frame, (plan.width, plan.height), interpolation=cv2.INTER_AREA)
             mm[n] = frame
             grey.add(frame)
             n += 1
@@ -54,8 +72,7 @@ def _decode_all(plan, store: Path, sfm_frames: int, bar):
         mm.flush()
         del mm
         idx = np.unique(np.linspace(0, n - 1, max(1, sfm_frames)).round().astype(int))
-        frames = np.load(store / f"{k:03d}.npy", mmap_mode="r")
-        picked.append([np.array(frames[i]) for i in idx])
+        picked.append([_frame(full, i, plan, v) for i in idx])
         counts.append(n)
         small.append(grey)
     return counts, small, picked
@@ -83,7 +100,7 @@ def _estimate(method: str, plan, idx: list, small: list, rec, names: list,
                             f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; "
                             "use --sync visual")
     return sync.offsets_from_motion([small[i] for i in idx], [rec.cameras[i].c2w for i in idx],
-                                    [rec.cameras[i].focal for i in idx], plan.width,
+                                    [rec.cameras[i].focal for i in idx], rec.width,
                                     int(round(max_s * plan.fps)), names)
 
 
@@ -116,8 +133,8 @@ def prepare(videos_dir, out, frames: int | None = None, size=None, fps: float | 
         total = sum(plan.frames_of(v) for v in plan.videos)
         with tqdm(total=total, desc="decode", unit="frame", disable=not progress) as bar:
             counts, small, picked = _decode_all(plan, store, sfm_frames, bar)
-        prior = None if fov is None else (0.5 / np.tan(np.radians(fov) / 2) * plan.width
-                                          / max(plan.width, plan.height))
+        prior = None if fov is None else (0.5 / np.tan(np.radians(fov) / 2) * plan.sfm_width
+                                          / max(plan.sfm_width, plan.sfm_height))
         rec = sfm.reconstruct(picked, staging / ".sfm", intrinsics=intrinsics, focal_prior=prior,
                               threads=threads, seed=seed, progress=progress)
         in_names = [v.path.name for v in plan.videos]
@@ -150,8 +167,9 @@ def _write(staging, plan, rec, idx, est, start, length, residual, in_names, stor
     from taichi_syncnerf.data.video import VideoWriter
 
     names = layout.camera_names(len(idx))
-    rows = [layout.llff_row(rec.cameras[i].c2w, plan.height, plan.width, rec.cameras[i].focal,
-                            rec.cameras[i].depths) for i in idx]
+    zoom = plan.width / rec.width               # SfM ran on frames of the inputs' own size
+    rows = [layout.llff_row(rec.cameras[i].c2w, plan.height, plan.width,
+                            rec.cameras[i].focal * zoom, rec.cameras[i].depths) for i in idx]
     focals = np.array([r[14] for r in rows])
     if focals.max() / focals.min() > 1.02:
         warn(f"focal lengths differ by {100 * (focals.max() / focals.min() - 1):.1f} % between "
@@ -178,7 +196,7 @@ def _write(staging, plan, rec, idx, est, start, length, residual, in_names, stor
             entry.update({"start_frame": int(start[j]), "offset_estimate_frames": float(est.offsets[j]),
                           "sync_prominence": float(min(est.prominence[j], 1e6)),
                           "reprojection_error_px": round(c.reprojection_error, 4),
-                          "points": int(len(c.depths)), "focal_px": round(c.focal, 3),
+                          "points": int(len(c.depths)), "focal_px": round(c.focal * zoom, 3),
                           "frames_registered": c.frames_registered})
         inputs.append(entry)
     doc = {"format": 1, "fps": plan.fps, "width": plan.width, "height": plan.height,
