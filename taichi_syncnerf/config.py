@@ -112,7 +112,7 @@ DEFAULTS: dict[str, Any] = {
         "seed": 0,
         "isg_step": 0,  # ISG importance sampling from this step (null: never)
         "ist_step": 50000,  # IST importance sampling from this step (null: never)
-        "sampling_floor": 0.25,  # uniform share of every importance-sampled batch (pixel probability floor)
+        "sampling_floor": 0.5,  # uniform share of every importance-sampled batch (pixel probability floor)
         "val_every": 1000,  # full-image validation PSNR every N steps (null: never)
         "val_frames": 3,  # frames of a training camera and of the test camera in each validation
         "val_pixel_stride": 8,  # validation renders every N-th pixel in x and in y
