@@ -163,3 +163,17 @@ def test_bad_manifest_rebuilds(scene, edit):
     edit(man)
     first.cache_path.write_text(json.dumps(man))
     assert load_dataset(scene).cache.build_id != first.cache.build_id
+
+
+def test_median_image_in_row_bands_matches_numpy(scene):
+    from taichi_syncnerf.rays import RaySource
+
+    src = RaySource(load_dataset(scene))
+    expected = np.median(np.asarray(src.ds.frames[1], np.float64), axis=0) / 255.0
+    np.testing.assert_allclose(src.median_image(1, rows_per_chunk=5), expected, atol=1e-12)
+    np.testing.assert_allclose(src.median_image(1), expected, atol=1e-12)
+    rays = src.pixel_rays(2, 3, np.array([0, 15, 4]), np.array([0, 11, 7]))
+    np.testing.assert_allclose(rays["rgb"], src.ds.frames[2, 3, [0, 11, 7], [0, 15, 4]] / 255.0)
+    o, d = src.ds.rays(2, np.array([0, 15, 4]), np.array([0, 11, 7]))
+    np.testing.assert_allclose(rays["origins"], o)
+    assert np.all(rays["cams"] == 2) and np.allclose(rays["times"], src.ds.time_of_frame(3))
