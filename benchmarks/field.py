@@ -38,7 +38,8 @@ TIME_RES = 150  # the preset's "auto" for a 300-frame video
 TINY = {"space_res": [8, 16], "features": 4, "density_hidden": 16, "color_hidden": [16]}
 PARTS = ("encoder_fwd", "density_mlp_fwd", "color_mlp_fwd", "encoder_bwd", "density_mlp_bwd",
          "color_mlp_bwd", "glue")
-PEER_TOLERANCE = 1e-3  # max relative difference of outputs and gradients (f32 both sides)
+PEER_TOLERANCE = 5e-3  # max relative difference of outputs and gradients (f32 both sides; a
+#                        different function differs by O(1))
 
 
 def parse_args(argv=None):
