@@ -95,10 +95,12 @@ def _estimate(method: str, plan, idx: list, small: list, rec, names: list,
             if not empty:
                 return sync.offsets_from_audio(tracks, AUDIO_RATE, plan.fps, max_s, names)
             missing = empty
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         if method == "audio":
-            raise UserError(f"--sync audio: {missing[0]} has no sound track"
-                            f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; "
+            raise UserError(f"--sync audio: {missing[0]} has no sound track{more}; "
                             "use --sync visual")
+        if len(missing) < len(vids):
+            warn(f"{missing[0]} has no sound track{more}: synchronising from the pictures")
     return sync.offsets_from_motion([small[i] for i in idx], [rec.cameras[i].c2w for i in idx],
                                     [rec.cameras[i].focal for i in idx], rec.width,
                                     int(round(max_s * plan.fps)), names)
@@ -119,13 +121,16 @@ def prepare(videos_dir, out, frames: int | None = None, size=None, fps: float | 
         raise UserError(f"--frames must be at least 2, got {frames}")
     if sfm_frames < 1:
         raise UserError(f"--sfm-frames must be at least 1, got {sfm_frames}")
-    sfm.import_pycolmap()
     out = Path(out)
     vids = media.list_inputs(videos_dir)
     if len(vids) < 3:
         raise UserError(f"{videos_dir}: {len(vids)} video{'s' if len(vids) != 1 else ''} found; "
                         "structure from motion needs at least three cameras")
     plan = media.plan_inputs(vids, size=size, fps=fps)
+    silent = [v.path for v in vids if not v.has_audio]
+    if sync_method == "audio" and silent:
+        raise UserError(f"--sync audio: {silent[0]} has no sound track; use --sync visual")
+    sfm.import_pycolmap()
     staging = _staging(out, overwrite)
     try:
         store = staging / ".frames"

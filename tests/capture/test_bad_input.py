@@ -50,9 +50,8 @@ def test_one_camera_only(tmp_path):
     assert error.startswith("error: ") and "1 video found" in error and "three cameras" in error
 
 
-@pytest.mark.skipif("pycolmap" not in sys.modules and not __import__("importlib").util.find_spec(
-    "pycolmap"), reason="pycolmap (the capture extra) is not installed")
 def test_cameras_that_share_no_view(tmp_path):
+    pytest.importorskip("pycolmap", reason="pycolmap (the capture extra) is not installed")
     src = tmp_path / "in"
     src.mkdir()
     for k in range(3):
@@ -66,6 +65,8 @@ def test_cameras_that_share_no_view(tmp_path):
 def test_without_pycolmap_prepare_says_how_to_install_it(tmp_path, monkeypatch):
     src = tmp_path / "in"
     src.mkdir()
+    for k in range(3):
+        _texture_video(src / f"v{k}.mp4", k)
     monkeypatch.setitem(sys.modules, "pycolmap", None)        # import pycolmap -> ImportError
     assert_one_line_error(run("prepare", src, tmp_path / "out"), "pip install -e '.[capture]'")
 
@@ -81,3 +82,12 @@ def test_sync_audio_without_sound_tracks(tmp_path):
 
 def test_sync_estimate_needs_a_dataset(tmp_path):
     assert_one_line_error(run("sync-estimate", tmp_path / "missing"), "folder not found")
+
+
+def test_prepare_sync_audio_without_sound_tracks_stops_before_decoding(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for k in range(3):
+        _texture_video(src / f"v{k}.mp4", k)
+    assert_one_line_error(run("prepare", src, tmp_path / "out", "--sync", "audio"),
+                          "v0.mp4", "no sound track", "--sync visual")
