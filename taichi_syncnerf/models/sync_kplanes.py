@@ -34,7 +34,12 @@ def resolve_time_res(value, n_frames: int) -> int:
 
 
 class SyncKPlanes:
-    """The whole model. ``scene`` describes cameras/frames/bounds (see taichi_syncnerf.data)."""
+    """The whole model. ``scene`` describes cameras/frames/bounds (see taichi_syncnerf.data).
+
+    Implements the model interface of taichi_syncnerf/models/registry.py.
+    """
+
+    kind = "sync-kplanes"
 
     def __init__(self, cfg: dict, n_cameras: int, n_frames: int, test_index: int, ndc: bool,
                  near: float, far: float, bbox, background, max_rays: int):
@@ -194,6 +199,34 @@ class SyncKPlanes:
         self._sample(n_rays, jitter=False, seed=0)
         self._field_forward(n_rays)
         return self.renderer.colour.to_numpy()[:n_rays]
+
+    # ------------------------------------------------------------------ the shared model interface
+
+    def sample_batch(self, source, rng: np.random.Generator, n: int, step: int, cameras=None,
+                     uniform: bool = False) -> dict:
+        """``n`` rays of single frames, drawn by the ISG/IST schedule of the config (or uniformly)."""
+        from taichi_syncnerf.schedule import SamplingSchedule
+
+        t = self.cfg["train"]
+        mode = "uniform" if uniform else SamplingSchedule(t["isg_step"], t["ist_step"])(step)
+        extra = {"floor": float(t["sampling_floor"])} if "sampling_floor" in t and mode != "uniform" else {}
+        b = source.sample_batch(rng, n, mode, cameras=cameras, **extra)
+        b["sampling"] = mode
+        return b
+
+    def train_on(self, batch: dict, step: int, lr_scale: float, offsets_frozen: bool,
+                 offsets_only: bool = False) -> dict:
+        n = self.load_rays(batch["origins"], batch["dirs"], batch["view_dirs"], batch["times"], batch["cams"],
+                           batch["rgb"])
+        return self.train_step(n, step, lr_scale, offsets_frozen, offsets_only)
+
+    def prepare_testoptim(self, test_index: int, lr: float) -> None:
+        """Only camera ``test_index``'s offset trains, at learning rate ``lr``; the field reads offsets."""
+        only = np.zeros(self.n_cameras, bool)
+        only[test_index] = True
+        self.offsets.set_trainable(only)
+        self.sync = True
+        self.base_lr["offsets"] = float(lr)
 
     # ------------------------------------------------------------------ training
 
