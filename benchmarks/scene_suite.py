@@ -24,7 +24,7 @@ SCENES = {
     "default": ("the built-in scene: four movers, smooth room", []),
     "static-clean": ("mostly static: large high-frequency textured wall and floor, two small movers, "
                      "near-lossless video", ["--family", "static", "--encoding", "clean"]),
-    "busy-noisy": ("eight larger movers, sensor noise, crf 20", ["--family", "busy", "--encoding", "noisy"]),
+    "busy-noisy": ("eight larger movers, sensor noise 0.03, crf 14", ["--family", "busy", "--encoding", "noisy"]),
     "blender": ("spherical rig around the movers, white background (Blender layout)", ["--layout", "blender"]),
     "static-noisy": ("the static scene with sensor noise", ["--family", "static", "--encoding", "noisy"]),
 }

@@ -44,7 +44,7 @@ def _offsets_line(offsets) -> str:
                    "textured wall and floor, two small movers), busy (eight larger movers).")
 @click.option("--encoding", type=click.Choice(["default", "clean", "noisy"]), default="default",
               show_default=True, help="Video encoding: default (crf 12), clean (crf 1, near lossless), "
-                                      "noisy (sensor noise 0.02, crf 20).")
+                                      "noisy (sensor noise 0.03, crf 14).")
 @click.option("--cameras", type=int, default=9, show_default=True, help="Number of cameras.")
 @click.option("--frames", type=int, default=60, show_default=True, help="Frames per video.")
 @click.option("--size", "size", default="128x96", show_default=True, help="WIDTHxHEIGHT.")

@@ -279,3 +279,48 @@ def test_parallel_workers_match_serial(tmp_path):
         b = read_video(tmp_path / "parallel" / f"cam{k:02d}.mp4").astype(int)
         assert np.abs(a - b).max() <= 1
     assert gt_of(tmp_path / "serial") == gt_of(tmp_path / "parallel")
+
+
+@pytest.mark.parametrize("family", ["static", "busy"])
+def test_families_stay_in_bounds_and_move_smoothly(family):
+    from taichi_syncnerf.data.synthetic.scene import family_scene
+
+    t = np.linspace(-60.0, 60.0, 24001)
+    for obj in family_scene(family).objects:
+        p = obj.position(t)
+        assert (np.abs(p) + obj.bounding_radius <= BOUND + 1e-9).all()
+        assert np.abs(np.diff(p, axis=0)).max() < 4.0 * (t[1] - t[0])
+
+
+def _moving_fraction(video: np.ndarray) -> float:
+    """Share of pixels whose colour changes by more than 8/255 somewhere in the video."""
+    v = video.astype(np.int16)
+    return float(np.mean(np.abs(v - v[:1]).max(axis=(0, 3)) > 8))
+
+
+def test_families_and_encodings(tmp_path):
+    """static: most pixels never move and the room has high-frequency texture; busy: far more
+    motion; clean: static pixels identical in every frame; noisy: they are not."""
+    kw = dict(cameras=2, frames=8, size=(64, 48), progress=False, offset_sigma=0.0)
+    vids = {}
+    for name, family, encoding in (("static", "static", "clean"), ("busy", "busy", "default"),
+                                   ("default", "default", "default"), ("noisy", "static", "noisy")):
+        gt = make_scene(tmp_path / name, family=family, encoding=encoding, **kw)
+        assert gt["family"] == family and gt["encoding"] == encoding
+        vids[name] = read_video(tmp_path / name / "cam00.mp4")
+    assert _moving_fraction(vids["static"]) < 0.2
+    assert _moving_fraction(vids["busy"]) > 1.3 * _moving_fraction(vids["default"])
+    static = vids["static"].astype(np.int16)
+    still = np.abs(static - static[:1]).max(axis=(0, 3)) == 0       # clean: bit-identical static pixels
+    assert still.mean() > 0.7
+    noisy = vids["noisy"].astype(np.int16)
+    assert np.abs(noisy[1:] - noisy[:-1])[:, still].std() > 2.0      # the same pixels flicker
+    # high-frequency texture: neighbouring pixels of the static wall differ much more than in the
+    # smooth default room
+    def grad(v):
+        return np.abs(np.diff(v[0].astype(np.float64), axis=1)).mean()
+    assert grad(vids["static"]) > 3 * grad(vids["default"])
+    with pytest.raises(UserError, match="family"):
+        make_scene(tmp_path / "bad", family="nope", **kw)
+    with pytest.raises(UserError, match="encoding"):
+        make_scene(tmp_path / "bad2", encoding="nope", **kw)

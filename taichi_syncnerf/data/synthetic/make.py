@@ -26,10 +26,11 @@ from taichi_syncnerf.io_utils import write_json_atomic
 
 LAYOUTS = ("n3dv", "blender")
 # Encodings: x264 quality and sensor noise (standard deviation in [0, 1] units, drawn
-# independently per pixel, channel and frame). "clean" is near lossless, so static pixels are
+# independently per pixel, channel and frame, before encoding; a higher crf would smooth most of
+# it away again on static pixels). "clean" is near lossless, so static pixels are
 # the same in every frame; "noisy" looks like a phone camera in dim light.
 ENCODINGS = ("default", "clean", "noisy")
-ENCODING_SETTINGS = {"default": (DEFAULT_CRF, 0.0), "clean": (1, 0.0), "noisy": (20, 0.02)}
+ENCODING_SETTINGS = {"default": (DEFAULT_CRF, 0.0), "clean": (1, 0.0), "noisy": (14, 0.03)}
 
 
 def draw_offsets(cameras: int, sigma: float, seed: int) -> np.ndarray:
@@ -148,7 +149,7 @@ def make_scene(out_dir: str | os.PathLike, layout: str = "n3dv", cameras: int = 
         family: scene family (:data:`FAMILIES`): "default", "static" (mostly static room with a
             high-frequency textured wall and floor, two small movers) or "busy" (eight movers).
         encoding: :data:`ENCODINGS`: "default" (crf 12), "clean" (crf 1, static pixels constant)
-            or "noisy" (Gaussian sensor noise of 0.02, crf 20).
+            or "noisy" (Gaussian sensor noise of 0.03, crf 14).
         workers: cameras rendered in parallel processes (None: :func:`default_workers`).
 
     Returns:
