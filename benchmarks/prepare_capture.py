@@ -11,7 +11,7 @@ then scale and translation from the centres). Peak memory is that of the prepare
 ffmpeg children are not counted). The last line is one JSON object.
 
     python benchmarks/prepare_capture.py --out bench-prepare [--sigma 8] [--sync auto]
-        [--size 128x96] [--train] [--threads 1]
+        [--size 128x96] [--fov 55] [--intrinsics auto] [--train] [--threads 1]
 """
 import argparse
 import json
@@ -40,6 +40,8 @@ def main():
     ap.add_argument("--sync", default="auto", choices=["auto", "visual"])
     ap.add_argument("--size", default=None, help="dataset size given to prepare (default: 512x384)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--fov", default=None, help="passed to prepare (the generator's lens: 55)")
+    ap.add_argument("--intrinsics", default="auto", choices=["auto", "shared", "per-camera"])
     ap.add_argument("--train", action="store_true")
     ap.add_argument("--config", default="synthetic/sync-kplanes")
     args = ap.parse_args()
@@ -55,10 +57,12 @@ def main():
     videos = out / f"videos-sigma{args.sigma:g}"
     if not videos.exists():
         add_soundtracks(scene, videos, names=NAMES, seed=args.seed)
-    prepared = out / f"prepared-{args.sync}-{args.size or 'full'}"
+    prepared = out / (f"prepared-{args.sync}-{args.size or 'full'}-{args.intrinsics}"
+                      + (f"-fov{args.fov}" if args.fov else ""))
     shutil.rmtree(prepared, ignore_errors=True)
     cmd = EXE + ["prepare", str(videos), str(prepared), "--sync", args.sync, "--quiet",
-                 "--threads", str(args.threads)] + (["--size", args.size] if args.size else [])
+                 "--threads", str(args.threads), "--intrinsics", args.intrinsics]
+    cmd += (["--size", args.size] if args.size else []) + (["--fov", args.fov] if args.fov else [])
     wall, rss = run(cmd, Path(f"{prepared}.log"))
     doc = json.loads((prepared / "prepare.json").read_text())
     index = {n: k for k, n in enumerate(NAMES)}
@@ -74,7 +78,8 @@ def main():
     rig = np.max(np.linalg.norm(c_g[:, None] - c_g[None], axis=-1))
     centre = np.linalg.norm((s * (rot @ c_e.T)).T + t - c_g, axis=1) / rig
     cos = [(np.trace((rot @ r_e[k]).T @ r_g[k]) - 1) / 2 for k in range(len(order))]
-    res = {"sigma": args.sigma, "sync": doc["sync"]["method"], "prepare_wall_s": round(wall, 1),
+    res = {"sigma": args.sigma, "sync": doc["sync"]["method"], "intrinsics": args.intrinsics,
+           "fov": args.fov, "prepare_wall_s": round(wall, 1),
            "prepare_peak_rss_mib": round(rss, 1), "registered": len(order), "frames": doc["frames"],
            "size": [doc["width"], doc["height"]],
            "coarse_max_error_frames": round(float(np.abs(init - truth).max()), 3),

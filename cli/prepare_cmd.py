@@ -31,11 +31,13 @@ def _offsets(values) -> str:
               help="Largest offset searched (default: the shortest video less 20 %%).")
 @click.option("--sfm-frames", type=int, default=3, show_default=True,
               help="Frames per camera given to structure from motion.")
-@click.option("--intrinsics", type=click.Choice(["per-camera", "shared"]), default="per-camera",
-              show_default=True, help="One focal length per camera, or one for all cameras.")
+@click.option("--intrinsics", type=click.Choice(["auto", "shared", "per-camera"]), default="auto",
+              show_default=True,
+              help="One focal length for all cameras, or one per camera (auto: shared when every "
+                   "video has the same size).")
 @click.option("--fov", type=float, default=None, metavar="DEGREES",
-              help="Horizontal field of view of the lenses, if known (initial focal length and "
-                   "a check of the result).")
+              help="Horizontal field of view of the lenses, if known: the focal length is fixed "
+                   "to it (the reliable choice for a small forward-facing rig).")
 @click.option("--threads", type=click.IntRange(1, 1024), default=2, show_default=True,
               help="CPU threads for structure from motion.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the SfM.")

@@ -107,7 +107,7 @@ def _estimate(method: str, plan, idx: list, small: list, rec, names: list,
 
 
 def prepare(videos_dir, out, frames: int | None = None, size=None, fps: float | None = None,
-            sync_method: str = "auto", sfm_frames: int = 3, intrinsics: str = "per-camera",
+            sync_method: str = "auto", sfm_frames: int = 3, intrinsics: str = "auto",
             fov: float | None = None, max_offset_s: float | None = None, threads: int = 2,
             seed: int = 0, overwrite: bool = False, progress: bool = True) -> dict:
     """Build a dataset in ``out`` from the videos in ``videos_dir``; returns ``prepare.json``."""
@@ -115,6 +115,8 @@ def prepare(videos_dir, out, frames: int | None = None, size=None, fps: float | 
 
     from taichi_syncnerf.capture import checks, sfm
 
+    if intrinsics not in ("auto", "shared", "per-camera"):
+        raise UserError(f"--intrinsics must be auto, shared or per-camera, got {intrinsics!r}")
     if sync_method not in SYNC_METHODS:
         raise UserError(f"--sync must be one of {', '.join(SYNC_METHODS)}, got {sync_method!r}")
     if frames is not None and frames < 2:
@@ -140,6 +142,8 @@ def prepare(videos_dir, out, frames: int | None = None, size=None, fps: float | 
             counts, small, picked = _decode_all(plan, store, sfm_frames, bar)
         prior = None if fov is None else (0.5 / np.tan(np.radians(fov) / 2) * plan.sfm_width
                                           / max(plan.sfm_width, plan.sfm_height))
+        if intrinsics == "auto":      # videos of one size: most likely one camera model
+            intrinsics = "shared" if len({(v.width, v.height) for v in vids}) == 1 else "per-camera"
         rec = sfm.reconstruct(picked, staging / ".sfm", intrinsics=intrinsics, focal_prior=prior,
                               threads=threads, seed=seed, progress=progress)
         in_names = [v.path.name for v in plan.videos]

@@ -81,6 +81,13 @@ def _write_images(frames: list, image_dir: Path) -> list[list[str]]:
     return names
 
 
+def _image_size(image_dir: Path) -> tuple[int, int]:
+    import cv2
+
+    first = next(iter(sorted(image_dir.glob("*/*.png"))))
+    return cv2.imread(str(first)).shape[:2]
+
+
 def _rotation_angle_deg(ra: np.ndarray, rb: np.ndarray) -> float:
     c = (np.trace(ra.T @ rb) - 1.0) / 2.0
     return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
@@ -92,8 +99,10 @@ def _run_colmap(pycolmap, image_dir: Path, work: Path, intrinsics: str, focal_pr
     db.unlink(missing_ok=True)
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = "SIMPLE_PINHOLE"
-    if focal_prior is not None:
-        reader.default_focal_length_factor = float(focal_prior)
+    fixed = focal_prior is not None
+    if fixed:            # a known lens: its focal length is fixed, not refined
+        h, w = _image_size(image_dir)
+        reader.camera_params = f"{float(focal_prior) * max(w, h)},{w / 2},{h / 2}"
     mode = pycolmap.CameraMode.SINGLE if intrinsics == "shared" else pycolmap.CameraMode.PER_FOLDER
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.num_threads = threads
@@ -112,6 +121,9 @@ def _run_colmap(pycolmap, image_dir: Path, work: Path, intrinsics: str, focal_pr
     opts.random_seed = seed
     opts.multiple_models = False
     opts.min_model_size = 3
+    if fixed:
+        opts.ba_refine_focal_length = False
+        opts.mapper.abs_pose_refine_focal_length = False
     out = work / "sparse"
     out.mkdir(exist_ok=True)
     models = pycolmap.incremental_mapping(db, image_dir, out, opts,
@@ -154,8 +166,10 @@ def reconstruct(frames: list, work: str | Path, intrinsics: str = "per-camera",
 
     Args:
         intrinsics: "per-camera" (each camera its own focal length) or "shared".
-        focal_prior: initial focal length as a multiple of the larger image side (None: COLMAP's
-            default 1.2).
+        focal_prior: the lens's focal length as a multiple of the larger image side, fixed
+            during the reconstruction (None: estimated, starting from COLMAP's default 1.2). On a
+            small forward-facing rig the focal length and the depths trade off against each
+            other; a known lens removes that ambiguity.
         threads: CPU threads for extraction, matching and mapping. seed: COLMAP's random seed.
         max_features: SIFT features kept per frame. progress: a bar of the registered frames.
     """
