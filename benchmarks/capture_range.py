@@ -34,7 +34,8 @@ def main():
     ap.add_argument("--out", default="bench-capture")
     ap.add_argument("--config", default="synthetic/sync-kplanes")
     ap.add_argument("--sigmas", nargs="+", type=float, default=[8.0, 15.0, 3.0])
-    ap.add_argument("--variants", nargs="+", default=["with", "without"], choices=["with", "without"])
+    ap.add_argument("--variants", nargs="*", default=["with", "without"], choices=["with", "without"],
+                    help="trainings to run (none: only the coarse estimate)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0, help="seed of the generated scenes (offsets)")
     ap.add_argument("-o", dest="overrides", action="append", default=[])
