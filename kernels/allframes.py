@@ -12,8 +12,9 @@ Two stages, each with a hand-written backward:
 
    ``hs``, ``hc`` (N, D) are the per-sample trunk features; ``zs`` (K F (D + 1),) and
    ``zc`` (K F 3 (D + 1),) flat fields holding the per-(slot, frame) query rows (row-major, as
-   written above with ``zs[q, j] = zs[q * (D + 1) + j]``, ``zc[q, j] = zc[q * 3 (D + 1) + j]``) with a bias in the last column (the
-   per-frame head learns them; the time function computes them and leaves the bias at 0).
+   written above with ``zs[q, j] = zs[q * (D + 1) + j]``, ``zc[q, j] = zc[q * 3 (D + 1) + j]``)
+   with a bias in the last column (the per-frame head learns them; the time function computes
+   them and leaves the bias at 0).
    Backward: reads ``sigma.grad``, ``rgb.grad``; OVERWRITES ``hs.grad``, ``hc.grad`` rows
    ``< n``; ACCUMULATES into ``zs.grad``, ``zc.grad``. The table gradient is a reduction over
    the samples of each slot without atomics: the compacted samples must be sorted by slot,
@@ -52,6 +53,9 @@ class FrameHead:
         self.scale = float(density_scale)
         self.sigma = ti.field(float, shape=(self.max_samples, self.F), needs_grad=True)
         self.rgb = ti.field(float, shape=(self.max_samples, self.F, 3), needs_grad=True)
+        # gradients with respect to the pre-activations, computed once per backward
+        self._gs = ti.field(float, shape=(self.max_samples, self.F))
+        self._gc = ti.field(float, shape=(self.max_samples, self.F, 3))
 
     def forward(self, hs, hc, zs, zc, slot, n: int) -> None:
         if not 0 <= n <= self.max_samples:
@@ -59,21 +63,22 @@ class FrameHead:
         _head_forward(hs, hc, zs, zc, slot, self.sigma, self.rgb, int(n), self.F, self.D, self.scale)
 
     def backward(self, hs, hc, zs, zc, slot, slot_start, n_slots: int, n: int) -> None:
-        _head_feature_grad(hs, hc, zs, zc, slot, self.sigma, self.rgb, int(n), self.F, self.D, self.scale)
-        _head_table_grad(hs, hc, zs, zc, slot_start, self.sigma, self.rgb, int(n_slots), self.F, self.D,
-                         self.scale)
+        _pre_grads(self.sigma, self.rgb, self._gs, self._gc, int(n), self.F, self.scale)
+        _head_feature_grad(hs, hc, zs, zc, slot, self._gs, self._gc, int(n), self.F, self.D)
+        _head_table_grad(hs, hc, zs, zc, slot_start, self._gs, self._gc, int(n_slots), self.F, self.D)
 
 
-@ti.func
-def _pre_grads(sigma: ti.template(), rgb: ti.template(), i, f, scale):
-    gs = 0.0
-    if sigma[i, f] > 0.0:
-        gs = sigma.grad[i, f] * scale
-    c = ti.Vector([0.0, 0.0, 0.0])
-    for ch in ti.static(range(3)):
-        v = rgb[i, f, ch]
-        c[ch] = rgb.grad[i, f, ch] * v * (1.0 - v)
-    return gs, c
+@ti.kernel
+def _pre_grads(sigma: ti.template(), rgb: ti.template(), gs: ti.template(), gc: ti.template(), n: int, F: int,
+               scale: float):
+    for i, f in ti.ndrange(n, F):
+        g = 0.0
+        if sigma[i, f] > 0.0:
+            g = sigma.grad[i, f] * scale
+        gs[i, f] = g
+        for ch in ti.static(range(3)):
+            v = rgb[i, f, ch]
+            gc[i, f, ch] = rgb.grad[i, f, ch] * v * (1.0 - v)
 
 
 @ti.kernel
@@ -98,38 +103,35 @@ def _head_forward(hs: ti.template(), hc: ti.template(), zs: ti.template(), zc: t
 
 @ti.kernel
 def _head_feature_grad(hs: ti.template(), hc: ti.template(), zs: ti.template(), zc: ti.template(),
-                       slot: ti.template(), sigma: ti.template(), rgb: ti.template(), n: int, F: int, D: int,
-                       scale: float):
+                       slot: ti.template(), gs: ti.template(), gc: ti.template(), n: int, F: int, D: int):
     for i, d in ti.ndrange(n, D):
         base = slot[i] * F
         a = 0.0
         b = 0.0
         for f in range(F):
-            gs, gc = _pre_grads(sigma, rgb, i, f, scale)
             q = base + f
-            a += gs * zs[q * (D + 1) + d]
-            b += gc[0] * zc[q * 3 * (D + 1) + d] + gc[1] * zc[q * 3 * (D + 1) + D + 1 + d] + gc[2] * zc[q * 3 * (D + 1) + 2 * D + 2 + d]
+            r = q * 3 * (D + 1) + d
+            a += gs[i, f] * zs[q * (D + 1) + d]
+            b += gc[i, f, 0] * zc[r] + gc[i, f, 1] * zc[r + D + 1] + gc[i, f, 2] * zc[r + 2 * D + 2]
         hs.grad[i, d] = a
         hc.grad[i, d] = b
 
 
 @ti.kernel
 def _head_table_grad(hs: ti.template(), hc: ti.template(), zs: ti.template(), zc: ti.template(),
-                     slot_start: ti.template(), sigma: ti.template(), rgb: ti.template(), K: int, F: int,
-                     D: int, scale: float):
-    for k, f, d in ti.ndrange(K, F, D + 1):
+                     slot_start: ti.template(), gs: ti.template(), gc: ti.template(), K: int, F: int, D: int):
+    for k, f, d in ti.ndrange(K, F, D + 1):  # one thread per table entry: no atomics
         q = k * F + f
         a = 0.0
         c = ti.Vector([0.0, 0.0, 0.0])
         for i in range(slot_start[k], slot_start[k + 1]):
-            gs, gc = _pre_grads(sigma, rgb, i, f, scale)
             hsv = 1.0
             hcv = 1.0
             if d < D:
                 hsv = hs[i, d]
                 hcv = hc[i, d]
-            a += gs * hsv
-            c += gc * hcv
+            a += gs[i, f] * hsv
+            c += ti.Vector([gc[i, f, 0], gc[i, f, 1], gc[i, f, 2]]) * hcv
         zs.grad[q * (D + 1) + d] += a
         for ch in ti.static(range(3)):
             zc.grad[q * 3 * (D + 1) + ch * (D + 1) + d] += c[ch]
