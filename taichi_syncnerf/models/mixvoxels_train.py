@@ -90,6 +90,7 @@ class MixVoxelsTraining:
         stats["mse_dynamic"] = mse_dyn
         # composite: static rays against their mean colour, dynamic rays against every frame
         stats["mse"] = (mse_static * (n - n_rays_dyn) + mse_dyn * n_rays_dyn) / max(n, 1)
+        stats["psnr"] = -10.0 * np.log10(max(stats["mse"], 1e-12))
         if use_time and not offsets_frozen:
             stats["offsets_l1"] = self.offsets.l1(float(self.cfg["offsets"]["l1"]))
             loss += stats["offsets_l1"]
