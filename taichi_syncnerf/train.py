@@ -71,6 +71,7 @@ def train(cfg: dict, data_dir: str | Path, run: str | Path, resume: bool = False
         run.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run / "config.yaml", dump_config(cfg))
         write_run_marker(run, {"data": str(Path(data_dir).resolve())})
+        start_offsets_from_dataset(cfg, source, model)
 
     lr_sched = make_lr_schedule(t_cfg["schedule"], int(t_cfg["warmup_steps"]), steps)
     samp_sched = SamplingSchedule(t_cfg["isg_step"], t_cfg["ist_step"])
@@ -144,6 +145,18 @@ def _postfix(record: dict, val: dict) -> dict:
         out["val_train"] = f"{val['val_train_psnr']:.2f}"
         out["val_test"] = f"{val['val_test_psnr']:.2f}"
     return out
+
+
+def start_offsets_from_dataset(cfg, source, model) -> None:
+    """Start the trainable offsets from the dataset's coarse estimate (``offsets_init.json``,
+    written by ``prepare`` / ``sync-estimate``), moved so that the test camera's is 0, when
+    ``offsets.init_from_dataset`` is set."""
+    init = getattr(source.ds, "offsets_init_frames", None)
+    offsets = getattr(model, "offsets", None)
+    if init is None or offsets is None or not cfg["offsets"].get("init_from_dataset", True):
+        return
+    init = np.asarray(init, np.float64)
+    offsets.set_frames((init - init[source.test_index]) * offsets.trainable)
 
 
 def aligned_truth(source, model):
