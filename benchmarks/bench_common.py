@@ -4,6 +4,7 @@ medians over training seeds and the Markdown rows of the README's tables.
 Every figure comes from a real command line (`make-scene`, `train`, `testoptim`), timed, with its
 peak memory; the figures of a run are read back from its `metrics.json` and `log.jsonl`.
 """
+import argparse
 import json
 import os
 import shutil
@@ -28,6 +29,23 @@ def run(cmd, log):
     if code != 0:
         sys.exit(f"command failed ({code}): {' '.join(cmd)}; see {log}")
     return wall, usage.ru_maxrss / 1024.0
+
+
+def parser(doc: str, out_default: str) -> argparse.ArgumentParser:
+    """The options every training benchmark shares: where, which preset, which variants, seeds,
+    threads and parallel jobs, and config overrides."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=out_default)
+    ap.add_argument("--config", default="synthetic/sync-kplanes")
+    ap.add_argument("--variants", nargs="+", default=["sync", "nosync"], choices=["sync", "nosync"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the generated scenes")
+    ap.add_argument("--train-seeds", nargs="+", type=int, default=[0],
+                    help="train each variant once per seed and report medians (training is stochastic)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="runs at once (each with --threads); >1 makes the wall times incomparable")
+    ap.add_argument("-o", dest="overrides", action="append", default=[])
+    return ap
 
 
 def make_scene(scene: Path, args: list, log: Path) -> Path:

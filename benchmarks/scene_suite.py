@@ -13,12 +13,11 @@ object.
         [--scenes default static-clean busy-noisy blender] [--variants sync nosync]
         [--sigma 3] [--train-seeds 0] [--threads 2] [--jobs 1] [-o key=value ...]
 """
-import argparse
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench_common import MARKDOWN_HEADER, describe, make_scene, markdown_row, medians, train_and_measure
+from bench_common import MARKDOWN_HEADER, describe, make_scene, markdown_row, medians, parser, train_and_measure
 
 SCENES = {
     "default": ("the built-in scene: four movers, smooth room", []),
@@ -31,19 +30,10 @@ SCENES = {
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="suite")
-    ap.add_argument("--config", default="synthetic/sync-kplanes")
+    ap = parser(__doc__, "suite")
     ap.add_argument("--scenes", nargs="+", default=["default", "static-clean", "busy-noisy", "blender"],
                     choices=sorted(SCENES))
-    ap.add_argument("--variants", nargs="+", default=["sync", "nosync"], choices=["sync", "nosync"])
     ap.add_argument("--sigma", type=float, default=3.0, help="offsets' standard deviation, frames")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the generated scenes")
-    ap.add_argument("--train-seeds", nargs="+", type=int, default=[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--jobs", type=int, default=1,
-                    help="runs at once (each with --threads); >1 makes the wall times incomparable")
-    ap.add_argument("-o", dest="overrides", action="append", default=[])
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -12,27 +12,16 @@ JSON object.
         [--sigmas 3 0] [--variants sync nosync] [--threads 2] [--train-seeds 0 1 2] [--jobs 1]
         [-o key=value ...]
 """
-import argparse
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench_common import MARKDOWN_HEADER, describe, make_scene, markdown_row, medians, train_and_measure
+from bench_common import MARKDOWN_HEADER, describe, make_scene, markdown_row, medians, parser, train_and_measure
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="bench-runs")
-    ap.add_argument("--config", default="synthetic/sync-kplanes")
+    ap = parser(__doc__, "bench-runs")
     ap.add_argument("--sigmas", nargs="+", type=float, default=[3.0, 0.0])
-    ap.add_argument("--variants", nargs="+", default=["sync", "nosync"], choices=["sync", "nosync"])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0, help="seed of the generated scenes")
-    ap.add_argument("--train-seeds", nargs="+", type=int, default=[0],
-                    help="train each variant once per seed and report medians (training is stochastic)")
-    ap.add_argument("--jobs", type=int, default=1,
-                    help="runs at once (each with --threads); >1 makes the wall times incomparable")
-    ap.add_argument("-o", dest="overrides", action="append", default=[])
     ap.add_argument("--testoptim-baseline", action="store_true",
                     help="also run testoptim on the no-sync baseline (default: the plain baseline)")
     args = ap.parse_args()
