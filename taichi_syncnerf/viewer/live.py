@@ -114,14 +114,28 @@ class RunModel:
             pass
 
     # ----- rendering
-    def render(self, c2w, intr, scene_frame: float, ref_cam: int | None = None) -> np.ndarray:
-        """(H, W, 3) float image of the view ``(c2w, intr)`` at scene time ``scene_frame`` (frames)."""
+    def render(self, c2w, intr, scene_frame: float, ref_cam: int | None = None, cancel=None):
+        """(H, W, 3) float image of the view ``(c2w, intr)`` at scene time ``scene_frame`` (frames).
+
+        ``ref_cam`` is the camera whose clock the rays carry (default: the test camera; any gives the
+        same image). ``cancel``, a function, is asked between batches of rays; when it answers True the
+        image is abandoned and None returned (the view moved on).
+        """
         from taichi_syncnerf.evaluate import render_image
 
         ref = self.source.test_index if ref_cam is None else int(ref_cam)
+        h, w = intr.height, intr.width
         with self.lock:
             rays, valid = view_rays(self.source, c2w, intr, scene_frame, ref, self.offsets_frames())
-            img = render_image(self.model, rays, intr.height, intr.width)
-        if not valid.all():
-            img = img * valid.reshape(intr.height, intr.width, 1)
-        return img
+            n = h * w
+            if cancel is None:
+                img = render_image(self.model, rays, h, w).reshape(n, 3)
+            else:
+                img = np.empty((n, 3))
+                step = self.model.max_rays
+                for a in range(0, n, step):
+                    if cancel():
+                        return None
+                    b = min(n, a + step)
+                    img[a:b] = render_image(self.model, {k: v[a:b] for k, v in rays.items()}, 1, b - a)[0]
+        return (img * valid[:, None]).reshape(h, w, 3)

@@ -1,4 +1,4 @@
-"""A tiny trained run shared by the viewer tests (a few steps: a model, not a good one)."""
+"""A tiny trained run shared by the viewer tests (100 steps: a model that changes with time, not a good one)."""
 import pytest
 
 TINY = [
@@ -6,9 +6,9 @@ TINY = [
     "model.geo_features=7", "model.color_hidden=[16]", "model.sh_degree=2", "model.n_samples=12",
     "model.proposal.samples=[16]", "model.proposal.features=4", "model.proposal.space_res=[16]",
     "model.proposal.time_res=6", "model.proposal.hidden=8", "train.batch_rays=256", "train.warmup_steps=5",
-    "train.log_every=5", "train.checkpoint_every=10", "eval.max_frames=2", "testoptim.batch_rays=256",
+    "train.log_every=5", "eval.max_frames=2", "testoptim.batch_rays=256",
     "offsets.lr_scale=1.0",
-    "offsets.freeze_step=null", "train.lr=0.02", "train.steps=40",
+    "offsets.freeze_step=null", "train.lr=0.05", "train.steps=100", "train.checkpoint_every=25",
 ]
 
 
@@ -21,9 +21,19 @@ def tiny_run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("viewer")
     scene = root / "scene"
-    make_scene(scene, layout="n3dv", cameras=4, frames=12, size=(32, 24), offset_sigma=2.0, seed=3, progress=False)
+    # 12 frames at 2 fps: 5.5 s of the scene's motion, enough for the model to change with time
+    make_scene(scene, layout="n3dv", cameras=4, frames=12, size=(32, 24), fps=2.0, offset_sigma=2.0, seed=3,
+               progress=False)
     cfg_path = root / "tiny.yaml"
     cfg_path.write_text(f"base: {resolve_config_path('synthetic/sync-kplanes')}\nname: tiny\n")
     run = root / "run"
     train(load_config(cfg_path, TINY), scene, run, progress=False)
     return run, scene
+
+
+@pytest.fixture(scope="session")
+def run_model(tiny_run):
+    """The tiny run opened once for the viewer (a model's kernels compile once per model)."""
+    from taichi_syncnerf.viewer.live import RunModel
+
+    return RunModel(tiny_run[0])

@@ -83,33 +83,37 @@ def test_ndc_view_looking_away_is_masked(tiny_run):
     assert np.isfinite(rays["origins"]).all() and np.isfinite(rays["dirs"]).all()
 
 
-def test_viewer_render_equals_render_of_the_camera(tiny_run):
+def test_viewer_render_equals_render_of_the_camera(run_model):
     """Viewer camera on a training camera's pose and intrinsics: the image equals ``render``'s."""
     from taichi_syncnerf.evaluate import render_image
-    from taichi_syncnerf.viewer.live import RunModel
 
-    run, _ = tiny_run
-    rm = RunModel(run)
+    rm = run_model
     src = rm.source
+    learned = rm.offsets_frames()
+    rm.model.offsets.set_frames([0.0, 1.3, -0.7, 2.1])     # offsets as large as a rig's can be
     offsets = rm.offsets_frames()
-    assert np.abs(offsets).max() > 0.01        # a model whose offsets matter
-    for cam, frame in ((int(src.train_indices[1]), 4), (src.test_index, 7)):
-        c2w, intr = _viewer_like_dataset_camera(src, cam)
-        ref = render_image(rm.model, src.image_rays(cam, frame), src.height, src.width)
-        for ref_cam in (cam, src.test_index, int(src.train_indices[0])):   # any camera's clock
-            img = rm.render(c2w, intr, frame + offsets[cam], ref_cam=ref_cam)
-            assert img.shape == ref.shape
-            np.testing.assert_allclose(img, ref, rtol=0, atol=1e-6)
-        # another scene time gives another image (the time reaches the model)
-        other = rm.render(c2w, intr, frame + offsets[cam] + 3.0, ref_cam=cam)
-        assert np.abs(other - ref).max() > 1e-3
+    try:
+        for cam, frame in ((int(src.train_indices[1]), 4), (src.test_index, 7)):
+            c2w, intr = _viewer_like_dataset_camera(src, cam)
+            ref = render_image(rm.model, src.image_rays(cam, frame), src.height, src.width)
+            for ref_cam in (cam, src.test_index, int(src.train_indices[0])):   # any camera's clock
+                img = rm.render(c2w, intr, frame + offsets[cam], ref_cam=ref_cam)
+                assert img.shape == ref.shape
+                np.testing.assert_allclose(img, ref, rtol=0, atol=1e-6)
+            # another scene time gives another image (the time reaches the model)
+            other = rm.render(c2w, intr, frame + offsets[cam] + 3.0, ref_cam=cam)
+            assert np.abs(other - ref).max() > 1e-3
+            # the abandoned render: asked between batches of rays
+            assert rm.render(c2w, intr, frame, cancel=lambda: True) is None
+            np.testing.assert_array_equal(rm.render(c2w, intr, frame, cancel=lambda: False),
+                                          rm.render(c2w, intr, frame))
+    finally:
+        rm.model.offsets.set_frames(learned)
 
 
 @pytest.mark.parametrize("height", [12, 48])
-def test_other_resolution_renders(tiny_run, height):
-    from taichi_syncnerf.viewer.live import RunModel
-
-    rm = RunModel(tiny_run[0])
+def test_other_resolution_renders(run_model, height):
+    rm = run_model
     c2w, _ = _viewer_like_dataset_camera(rm.source, 1)
     fov, aspect = camera_fov(rm.source.ds.intrinsics[1])
     img = rm.render(c2w, view_intrinsics(fov, aspect, height), 5.0)

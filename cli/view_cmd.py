@@ -1,0 +1,79 @@
+"""view: a trained (or training) run in the browser."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from taichi_syncnerf.cli.common import init_runtime, runtime_options, user_errors
+from taichi_syncnerf.errors import UserError
+
+
+@click.command()
+@click.argument("run", type=click.Path(file_okay=False))
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="Port of the page (0: any free port).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 to let other machines connect).")
+@click.option("--live", is_flag=True,
+              help="Training is running: wait for the run's first checkpoint and show each newer one as it appears.")
+@click.option("--max-load", type=click.FloatRange(0.01, 1.0), default=None,
+              help="Share of one core the renders may take (each is followed by a rest) "
+                   "[default: 0.1 with --live, else 1].")
+@click.option("--wait-timeout", type=float, default=None,
+              help="With --live: give up when no checkpoint appears within this many seconds.")
+@click.option("--benchmark", "bench_heights", default=None, metavar="H1,H2,...",
+              help="Print frame times at these full heights (e.g. 96,384) from the test camera, then exit.")
+@runtime_options
+@user_errors
+def view(run, port, host, live, max_load, wait_timeout, bench_heights, arch, threads, precision):
+    """Look at a run in the browser: the model rendered from your camera, a time slider, the rig's offsets.
+
+    Needs the viewer extra: pip install -e '.[viewer]'.
+    """
+    from taichi_syncnerf.checkpoint import require_run
+    from taichi_syncnerf.viewer import require_viser
+
+    if bench_heights is not None:
+        heights = _heights(bench_heights)
+        require_run(Path(run))
+        init_runtime(arch, threads, precision)
+        from taichi_syncnerf.viewer.bench import benchmark
+
+        benchmark(run, heights, log=lambda s: click.echo(s, err=True))
+        return
+    require_viser()
+    if live:
+        from taichi_syncnerf.viewer.live import wait_for_run
+
+        wait_for_run(Path(run), wait_timeout, log=lambda s: click.echo(s, err=True))
+    else:
+        require_run(Path(run))
+    init_runtime(arch, threads, precision)
+    from taichi_syncnerf.viewer.app import Viewer
+
+    viewer = Viewer(run, host=host, port=port, live=live,
+                    max_load=(0.1 if live else 1.0) if max_load is None else max_load,
+                    log=lambda s: click.echo(s, err=True))
+    click.echo(f"viewer of {run} (step {viewer.model.step}) at {viewer.url}  (Ctrl-C to stop)", err=True)
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        viewer.stop()
+
+
+def _heights(text: str) -> list[int]:
+    try:
+        heights = [int(h) for h in text.split(",") if h.strip()]
+    except ValueError:
+        raise UserError(f"--benchmark takes heights in pixels separated by commas, got {text!r}") from None
+    if not heights or min(heights) < 8:
+        raise UserError(f"--benchmark: heights must be at least 8 pixels, got {text!r}")
+    return heights
+
+
+COMMANDS = [view]

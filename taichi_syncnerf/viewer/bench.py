@@ -1,0 +1,65 @@
+"""Frame times of the viewer without a browser: what ``view --benchmark H1,H2`` prints.
+
+For each full height H (the width follows the dataset's aspect) the camera moves along the dataset's
+render path (spiral or orbit) while time advances, rendering at the viewer's default "while moving"
+scale (1/4 of H), then rests and renders H once. Each frame is rendered by the viewer's own path
+(:meth:`RunModel.render`) and JPEG-encoded as it is sent to the browser. "time to full" is the rest
+the viewer waits before a full frame (``SETTLE_S``) plus that frame's render and encoding.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+from taichi_syncnerf.viewer.camera import camera_fov, view_intrinsics
+from taichi_syncnerf.viewer.live import RunModel
+from taichi_syncnerf.viewer.panel import MOVING_SCALES
+
+DEFAULT_MOVING = "1/4"
+
+
+def _encode(img: np.ndarray) -> bytes:
+    import cv2
+
+    u8 = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    ok, buf = cv2.imencode(".jpg", u8[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return buf.tobytes()
+
+
+def benchmark(run, heights, moving_frames: int = 20, full_frames: int = 3, log=print,
+              model: RunModel | None = None) -> list[dict]:
+    """Frame rate while moving and time to a full frame for each full height; one JSON line at the end."""
+    from tqdm import tqdm
+
+    from taichi_syncnerf.viewer.app import SETTLE_S
+
+    rm = RunModel(run) if model is None else model
+    src = rm.source
+    fov, aspect = camera_fov(src.ds.intrinsics[src.test_index])
+    poses = src.ds.render_path(moving_frames)
+    scale = MOVING_SCALES[DEFAULT_MOVING]
+    rm.render(poses[0], view_intrinsics(fov, aspect, 8), 0.0)          # compile before timing
+    results = []
+    for h in heights:
+        small = view_intrinsics(fov, aspect, max(8, int(round(h * scale))))
+        full = view_intrinsics(fov, aspect, h)
+        t0 = time.perf_counter()
+        for i in tqdm(range(moving_frames), desc=f"moving {small.width}x{small.height}", leave=False):
+            _encode(rm.render(poses[i], small, (src.n_frames - 1) * i / max(moving_frames - 1, 1)))
+        fps = moving_frames / (time.perf_counter() - t0)
+        times = []
+        for i in tqdm(range(full_frames), desc=f"full {full.width}x{full.height}", leave=False):
+            t1 = time.perf_counter()
+            _encode(rm.render(poses[i], full, 0.5 * (src.n_frames - 1)))
+            times.append(time.perf_counter() - t1)
+        r = {"full": f"{full.width}x{full.height}", "moving": f"{small.width}x{small.height}",
+             "moving_fps": round(fps, 2), "full_frame_s": round(float(np.median(times)), 3),
+             "time_to_full_s": round(SETTLE_S + float(np.median(times)), 3)}
+        log(f"{r['full']}: moving at {r['moving']} {r['moving_fps']:.1f} fps; full frame {r['full_frame_s']:.2f} s "
+            f"(time to full after the camera stops: {r['time_to_full_s']:.2f} s)")
+        results.append(r)
+    print(json.dumps({"run": str(run), "step": rm.step, "results": results}))
+    return results
