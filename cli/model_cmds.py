@@ -45,9 +45,11 @@ def _generate_if_needed(cfg: dict, data: str | None) -> str:
 @click.option("--eval/--no-eval", "do_eval", default=True, show_default=True,
               help="Evaluate at the end and write metrics.json.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--view", "view_port", type=click.IntRange(1, 65535), default=None, metavar="PORT",
+              help="Watch the training in the browser at http://127.0.0.1:PORT (needs the viewer extra).")
 @runtime_options
 @user_errors
-def train(config, data, out, resume, no_sync, overrides, do_eval, quiet, arch, threads, precision):
+def train(config, data, out, resume, no_sync, overrides, do_eval, quiet, view_port, arch, threads, precision):
     """Train a dynamic radiance field and per-camera time offsets.
 
     CONFIG is a YAML file or a preset name such as synthetic/sync-kplanes.
@@ -75,6 +77,10 @@ def train(config, data, out, resume, no_sync, overrides, do_eval, quiet, arch, t
         cfg = load_config(config, overrides)
     out = out or str(Path("runs") / cfg["name"])
     data = _generate_if_needed(cfg, data)
+    if view_port is not None:
+        from taichi_syncnerf.cli.view_cmd import LiveViewer
+
+        viewer = LiveViewer(out, view_port, arch, precision)
     init_runtime(arch, threads, precision)
     try:
         record = run_train(cfg, data, out, resume=resume, progress=not quiet)
@@ -90,6 +96,8 @@ def train(config, data, out, resume, no_sync, overrides, do_eval, quiet, arch, t
         metrics = compute_metrics(cfg, source, model, progress=not quiet)
         write_json(Path(out) / "metrics.json", metrics)
         _print_metrics(metrics)
+    if view_port is not None:
+        viewer.wait()
 
 
 def _print_metrics(m: dict) -> None:

@@ -76,4 +76,53 @@ def _heights(text: str) -> list[int]:
     return heights
 
 
+class LiveViewer:
+    """``train --view PORT``: a ``view --live`` process beside the training, which needs no change for it."""
+
+    def __init__(self, run, port: int, arch: str, precision: str):
+        import atexit
+        import subprocess
+        import sys
+        import tempfile
+
+        from taichi_syncnerf.viewer import require_viser
+        from taichi_syncnerf.viewer.app import check_port
+
+        require_viser()
+        check_port("127.0.0.1", port)
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = Path(tempfile.gettempdir()) / f"taichi-syncnerf-view-{port}.log"
+        cmd = [sys.executable, "-m", "taichi_syncnerf.cli.main", "view", str(run), "--live", "--port", str(port),
+               "--threads", "1", "--arch", arch, "--precision", precision]
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        atexit.register(self.stop)
+        click.echo(f"live viewer at {self.url}: it shows each checkpoint as training writes it "
+                   f"(train.checkpoint_every); its log: {self.log}", err=True)
+
+    def wait(self) -> None:
+        """After training: keep showing the run until Ctrl-C."""
+        if self.proc.poll() is not None:
+            click.echo(f"the viewer stopped (exit {self.proc.returncode}); see {self.log}", err=True)
+            return
+        click.echo(f"training is over; the viewer still shows it at {self.url} (Ctrl-C to stop)", err=True)
+        try:
+            self.proc.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
 COMMANDS = [view]

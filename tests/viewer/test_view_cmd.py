@@ -138,3 +138,46 @@ def test_server_serves_the_page_and_refuses_a_taken_port(tiny_run, run_model):
             f"error: port {viewer.port} on 127.0.0.1 is taken")
     finally:
         viewer.stop()
+
+
+def test_train_view_refuses_a_taken_port_before_training(tiny_run, tmp_path):
+    pytest.importorskip("viser")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = invoke(["train", "synthetic/sync-kplanes", "--data", str(tiny_run[1]), "--out", str(tmp_path / "run"),
+                    "--view", str(port)] + RT)
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines()[-1].startswith(f"error: port {port} on 127.0.0.1 is taken")
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_view_serves_the_run_live(tiny_run, tmp_path):
+    """``train --view``'s viewer process: it waits for the run, then serves it."""
+    pytest.importorskip("viser")
+    from taichi_syncnerf.cli.view_cmd import LiveViewer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = tmp_path / "run"
+    viewer = LiveViewer(run, port, "cpu", "f32")
+    try:
+        shutil.copytree(tiny_run[0], run)
+        import time
+
+        end = time.monotonic() + 90
+        while True:
+            try:
+                html = urllib.request.urlopen(viewer.url, timeout=5).read().decode()
+                break
+            except OSError:
+                assert viewer.proc.poll() is None, viewer.log.read_text()
+                assert time.monotonic() < end, "the live viewer did not start"
+                time.sleep(0.5)
+        assert "<html" in html.lower()
+        assert "showing" not in viewer.log.read_text()      # nothing newer than what it opened
+    finally:
+        viewer.stop()
+    assert viewer.proc.returncode is not None
