@@ -180,19 +180,14 @@ def testoptim(run, steps: int | None = None, progress: bool = True) -> dict:
     before = old.get("test_before_testoptim", old.get("test"))
     if before is None:
         before = compute_metrics(cfg, source, model, progress, splits=("test",))["test"]
-    only = np.zeros(source.n_cameras, bool)
-    only[test] = True
-    model.offsets.set_trainable(only)
-    model.sync = True
-    model.base_lr["offsets"] = float(t["lr"])
+    model.prepare_testoptim(test, float(t["lr"]))
     rng = np.random.default_rng(int(cfg["train"]["seed"]) + 1)
     log = JsonlLog(run / "testoptim.jsonl")
     offset_before = float(model.offsets.frames()[test])
     bar = tqdm(range(steps), disable=not progress, desc="testoptim", dynamic_ncols=True)
     for step in bar:
-        b = source.sample_batch(rng, int(t["batch_rays"]), "uniform", cameras=[test])
-        n = model.load_rays(b["origins"], b["dirs"], b["view_dirs"], b["times"], b["cams"], b["rgb"])
-        stats = model.train_step(n, step, 1.0, offsets_frozen=False, offsets_only=True)
+        b = model.sample_batch(source, rng, int(t["batch_rays"]), step, cameras=[test], uniform=True)
+        stats = model.train_on(b, step, 1.0, offsets_frozen=False, offsets_only=True)
         off = float(model.offsets.frames()[test])
         if step % 10 == 0 or step == steps - 1:
             bar.set_postfix(psnr=f"{stats['psnr']:.2f}", offset=f"{off:+.3f}")

@@ -13,7 +13,7 @@ from taichi_syncnerf.errors import UserError
 from taichi_syncnerf.evaluate import validate
 from taichi_syncnerf.io_utils import write_text_atomic
 from taichi_syncnerf.runlog import JsonlLog, offsets_document, write_json, write_run_marker
-from taichi_syncnerf.schedule import SamplingSchedule, make_lr_schedule, offsets_frozen
+from taichi_syncnerf.schedule import make_lr_schedule, offsets_frozen
 
 
 class Interrupted(Exception):
@@ -25,14 +25,12 @@ class Interrupted(Exception):
 
 
 def build(cfg: dict, data_dir: str | Path):
-    """Open the dataset and build the model for ``cfg`` (no training)."""
-    from taichi_syncnerf.models.sync_kplanes import SyncKPlanes
+    """Open the dataset and build the model of ``cfg`` (``model.kind``; no training)."""
+    from taichi_syncnerf.models.registry import build_model
     from taichi_syncnerf.rays import RaySource
 
     source = RaySource.open(data_dir, cfg)
-    model = SyncKPlanes(cfg, source.n_cameras, source.n_frames, source.test_index, source.ndc, source.near,
-                        source.far, source.bbox, source.background, max_rays=int(cfg["train"]["batch_rays"]))
-    return source, model
+    return source, build_model(cfg, source)
 
 
 def _progress(total: int, initial: int, enabled: bool):
@@ -74,10 +72,8 @@ def train(cfg: dict, data_dir: str | Path, run: str | Path, resume: bool = False
         start_offsets_from_dataset(cfg, source, model)
 
     lr_sched = make_lr_schedule(t_cfg["schedule"], int(t_cfg["warmup_steps"]), steps)
-    samp_sched = SamplingSchedule(t_cfg["isg_step"], t_cfg["ist_step"])
     freeze_step, start_step = cfg["offsets"]["freeze_step"], int(cfg["offsets"]["start_step"])
     batch = int(t_cfg["batch_rays"])
-    floor = float(t_cfg["sampling_floor"])
     log_every = max(1, int(t_cfg["log_every"]))
     val_every = t_cfg["val_every"]
     ckpt_every = max(1, int(t_cfg["checkpoint_every"]))
@@ -94,11 +90,10 @@ def train(cfg: dict, data_dir: str | Path, run: str | Path, resume: bool = False
     step = start
     try:
         for step in range(start, end):
-            mode = samp_sched(step)
-            b = source.sample_batch(rng, batch, mode, floor=floor)
-            n = model.load_rays(b["origins"], b["dirs"], b["view_dirs"], b["times"], b["cams"], b["rgb"])
+            b = model.sample_batch(source, rng, batch, step)  # the model's own kind of batch
+            mode = b["sampling"]
             frozen = offsets_frozen(step, freeze_step, start_step)
-            stats = model.train_step(n, step, lr_sched(step), frozen)
+            stats = model.train_on(b, step, lr_sched(step), frozen)
             window.append(stats)
             bar.update(1)
             validating = val_every is not None and ((step + 1) % int(val_every) == 0 or step + 1 == steps)

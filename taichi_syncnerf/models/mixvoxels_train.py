@@ -12,9 +12,10 @@ class MixVoxelsTraining:
     _data = None
 
     # ------------------------------------------------------------------ the shared model interface
-    def sample_batch(self, source, rng: np.random.Generator, n: int, step: int, cameras=None) -> dict:
+    def sample_batch(self, source, rng: np.random.Generator, n: int, step: int, cameras=None,
+                     uniform: bool = True) -> dict:
         """Rays x all frames (see :mod:`.mixvoxels_data`), drawn uniformly from ``cameras``
-        (default: the training cameras)."""
+        (default: the training cameras); always uniform, as in the reference."""
         if self._data is None or self._data.source is not source:
             self._data = AllFramesData(source)
         b = self._data.sample(rng, n, cameras)

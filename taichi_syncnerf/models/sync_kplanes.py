@@ -209,7 +209,7 @@ class SyncKPlanes:
 
         t = self.cfg["train"]
         mode = "uniform" if uniform else SamplingSchedule(t["isg_step"], t["ist_step"])(step)
-        extra = {"floor": float(t["sampling_floor"])} if "sampling_floor" in t and mode != "uniform" else {}
+        extra = {} if uniform else {"floor": float(t["sampling_floor"])}
         b = source.sample_batch(rng, n, mode, cameras=cameras, **extra)
         b["sampling"] = mode
         return b
