@@ -51,9 +51,10 @@ def test_head_forward_and_backward(rng):
 
     np.testing.assert_allclose(hs_f.grad.to_numpy(), finite_diff(lambda v: loss(v, hc, zs, zc), hs), atol=1e-6)
     np.testing.assert_allclose(hc_f.grad.to_numpy(), finite_diff(lambda v: loss(hs, v, zs, zc), hc), atol=1e-6)
-    np.testing.assert_allclose(zs_f.grad.to_numpy().reshape(zs.shape) - 0.25, finite_diff(lambda v: loss(hs, hc, v, zc), zs),
-                               atol=1e-6)
-    np.testing.assert_allclose(zc_f.grad.to_numpy().reshape(zc.shape), finite_diff(lambda v: loss(hs, hc, zs, v), zc), atol=1e-6)
+    np.testing.assert_allclose(zs_f.grad.to_numpy().reshape(zs.shape) - 0.25,
+                               finite_diff(lambda v: loss(hs, hc, v, zc), zs), atol=1e-6)
+    np.testing.assert_allclose(zc_f.grad.to_numpy().reshape(zc.shape),
+                               finite_diff(lambda v: loss(hs, hc, zs, v), zc), atol=1e-6)
 
 
 @pytest.fixture
