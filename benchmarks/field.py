@@ -170,7 +170,8 @@ def _flat_mlp_grad(seq):
     out = []
     for mod in seq:
         if hasattr(mod, "weight"):
-            out.append(np.concatenate([mod.weight.grad.cpu().numpy(), mod.bias.grad.cpu().numpy()[:, None]], 1).ravel())
+            w, b = mod.weight.grad.cpu().numpy(), mod.bias.grad.cpu().numpy()
+            out.append(np.concatenate([w, b[:, None]], 1).ravel())
     return np.concatenate(out)
 
 
@@ -263,7 +264,8 @@ def main(argv=None) -> int:
               f"and gradients to {diffs[worst]:.1e} (relative, {worst})")
         print(f"Taichi / PyTorch: {ratio:.2f}x")
         result.update({"torch_samples_per_s": n / t_med["total"], "torch_total_ms": t_med["total"] * 1e3,
-                       "torch_forward_ms": t_med["forward"] * 1e3, "torch_backward_ms": t_med["backward"] * 1e3,
+                       "torch_forward_ms": t_med["forward"] * 1e3,
+                       "torch_backward_ms": t_med["backward"] * 1e3,
                        "torch_device": device, "torch_first_step_s": t_first, "speedup_vs_torch": ratio,
                        "peer_max_rel_diff": diffs[worst]})
     print(json.dumps(result))

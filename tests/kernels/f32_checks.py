@@ -298,7 +298,8 @@ def check_explicit(rng):
     p = smp.to_numpy()
     S, R, D = smp.n_samples, len(counts), 64
     fv, bv, dv = f32(rng.normal(size=(S, D))), f32(rng.normal(size=(R, 3 * D))), f32(rng.normal(size=(S, 3)))
-    feat, basis, res = ti_field((S, D), grad=True), ti_field((R, 3 * D), grad=True), ti_field((S, 3), grad=True)
+    feat, basis = ti_field((S, D), grad=True), ti_field((R, 3 * D), grad=True)
+    res = ti_field((S, 3), grad=True)
     put(feat, fv)
     put(basis, bv)
     explicit.explicit_color_forward(feat, basis, smp.ray_start, smp.ray_count, res, R, D)
@@ -322,7 +323,8 @@ def check_points(rng):
     p = smp.to_numpy()
     S, R, C = smp.n_samples, len(counts), 5
     o, d = f32(rng.normal(size=(R, 3))), f32(rng.normal(size=(R, 3)))
-    tv, cam, off = f32(rng.uniform(-0.8, 0.8, R)), rng.integers(0, C, R).astype(np.int32), f32(rng.normal(0, 0.05, C))
+    tv, cam = f32(rng.uniform(-0.8, 0.8, R)), rng.integers(0, C, R).astype(np.int32)
+    off = f32(rng.normal(0, 0.05, C))
     fields = dict(o=ti_field((R, 3)), d=ti_field((R, 3)), t=ti_field(R), cam=ti_field(R, dtype="i32"),
                   off=ti_field(C, grad=True), pts=ti_field((S, 4), grad=True))
     for k, v in (("o", o), ("d", d), ("t", tv), ("cam", cam), ("off", off)):
@@ -403,7 +405,8 @@ def check_sampling(rng):
     fine = sampling.RaySampler(R, R * m)
     fine.importance(coarse, weights, R, m, jitter=True, seed=5)
     f = fine.to_numpy()
-    want = ref.importance(c["ray_start"], c["ray_count"], f32(c["t0"]), f32(c["t1"]), w, m, jitter=True, seed=5)
+    want = ref.importance(c["ray_start"], c["ray_count"], f32(c["t0"]), f32(c["t1"]), w, m,
+                          jitter=True, seed=5)
     span = (far_v - near_v)[f["ray_id"]]
     out["importance"] = max(float((np.abs(f[k] - want[k]) / span).max()) for k in ("t0", "t1"))
     fine.normalized_coords(near, far)
