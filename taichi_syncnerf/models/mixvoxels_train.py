@@ -42,6 +42,7 @@ class MixVoxelsTraining:
         only[test_index] = True
         self.offsets.set_trainable(only)
         self.base_lr["offsets"] = float(lr)
+        self.after_training = True  # the time function is in use whatever the testoptim step
 
     # ------------------------------------------------------------------ loss and gradients
     def forward_backward(self, batch: dict, step: int, seed: int, jitter: bool, offsets_frozen: bool = False,

@@ -149,8 +149,10 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState):
         self.lrs = dict(self.base_lr)
         self.optimizer = Adam(groups)
 
+    after_training = False  # set by prepare_testoptim
+
     def uses_time_function(self, step: int) -> bool:
-        return self.time_fn is not None and step >= int(self.mx["stage1_steps"])
+        return self.time_fn is not None and (self.after_training or step >= int(self.mx["stage1_steps"]))
 
     def _head(self, step: int):
         return self.time_fn if self.uses_time_function(step) else self.per_frame
