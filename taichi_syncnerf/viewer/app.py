@@ -19,7 +19,7 @@ from taichi_syncnerf.errors import UserError
 from taichi_syncnerf.viewer import require_viser
 from taichi_syncnerf.viewer.camera import c2w_from_viser, camera_fov, view_intrinsics, viser_pose
 from taichi_syncnerf.viewer.live import RunModel
-from taichi_syncnerf.viewer.panel import MOVING_SCALES, build_panel, figures_markdown, snapped_index
+from taichi_syncnerf.viewer.panel import AUTO_FPS, MOVING_SCALES, build_panel, figures_markdown, snapped_index
 from taichi_syncnerf.viewer.rig import RigDrawing, rig_cameras, scene_up
 
 SETTLE_S = 0.25         # the camera is "at rest" this long after its last move
@@ -81,6 +81,7 @@ class ClientView:
         self.last_image: np.ndarray | None = None          # the last frame sent, and the last moving one
         self.last_moving_image: np.ndarray | None = None
         self.alive = True
+        self.rays_per_s: float | None = None      # measured render speed, for the "auto" moving height
         client.camera.on_update(self._moved)
         self.thread = threading.Thread(target=self._loop, name=f"view-{client.client_id}", daemon=True)
         self.thread.start()
@@ -93,14 +94,25 @@ class ClientView:
         return (tuple(np.round(cam.wxyz, 9)), tuple(np.round(cam.position, 9)), round(float(cam.fov), 9),
                 round(float(cam.aspect), 6))
 
+    def _height(self, moving: bool, choice: str, full: int, aspect: float) -> int:
+        """Render height: full at rest; while moving a fraction of it, or for "auto" the height whose
+        frame takes 1/AUTO_FPS s at the rays per second measured so far."""
+        if not moving:
+            return full
+        scale = MOVING_SCALES[choice]
+        if scale is None:
+            if self.rays_per_s is None:
+                return max(8, min(full, 24))
+            return max(8, min(full, int(np.sqrt(self.rays_per_s / AUTO_FPS / aspect))))
+        return max(8, int(round(full * scale)))
+
     def _loop(self) -> None:
         v = self.viewer
         while self.alive and not v.stopped.is_set():
             c = v.controls
             moving = (time.monotonic() - self.last_move < SETTLE_S) or bool(c.playing.value)
-            scale = MOVING_SCALES[str(c.moving.value)] if moving else 1.0
-            height = max(8, int(round(int(c.height.value) * scale)))
             view = self._view()
+            height = self._height(moving, str(c.moving.value), int(c.height.value), view[3])
             key = (view, float(c.time.value), height, v.model.version, v.ref_cam())
             if key == self.last_key:
                 time.sleep(0.01)
@@ -120,6 +132,8 @@ class ClientView:
                 self.last_moving_image = u8
             self.frames_sent += 1
             v.stats.add("moving" if moving else "full", intr.width, intr.height, seconds)
+            rate = intr.width * intr.height / max(seconds, 1e-6)
+            self.rays_per_s = rate if self.rays_per_s is None else 0.7 * self.rays_per_s + 0.3 * rate
             if v.max_load < 1.0:
                 v.stopped.wait(seconds * (1.0 / v.max_load - 1.0))
 

@@ -1,8 +1,9 @@
 """Frame times of the viewer without a browser: what ``view --benchmark H1,H2`` prints.
 
 For each full height H (the width follows the dataset's aspect) the camera moves along the dataset's
-render path (spiral or orbit) while time advances, rendering at the viewer's default "while moving"
-scale (1/4 of H), then rests and renders H once. Each frame is rendered by the viewer's own path
+render path (spiral or orbit) while time advances, rendering at the "while moving" choice 1/4 (a
+quarter of H), then rests and renders H once. The viewer's default choice, "auto", would move at the
+height that renders at ``AUTO_FPS``; the figures give that height for the speed measured. Each frame is rendered by the viewer's own path
 (:meth:`RunModel.render`) and JPEG-encoded as it is sent to the browser. "time to full" is the rest
 the viewer waits before a full frame (``SETTLE_S``) plus that frame's render and encoding.
 """
@@ -15,7 +16,7 @@ import numpy as np
 
 from taichi_syncnerf.viewer.camera import camera_fov, view_intrinsics
 from taichi_syncnerf.viewer.live import RunModel
-from taichi_syncnerf.viewer.panel import MOVING_SCALES
+from taichi_syncnerf.viewer.panel import AUTO_FPS, MOVING_SCALES
 
 DEFAULT_MOVING = "1/4"
 
@@ -55,7 +56,9 @@ def benchmark(run, heights, moving_frames: int = 20, full_frames: int = 3, log=p
             t1 = time.perf_counter()
             _encode(rm.render(poses[i], full, 0.5 * (src.n_frames - 1)))
             times.append(time.perf_counter() - t1)
+        auto_h = int(np.sqrt(fps * small.width * small.height / AUTO_FPS / aspect))
         r = {"full": f"{full.width}x{full.height}", "moving": f"{small.width}x{small.height}",
+             "auto_moving_height": max(8, min(h, auto_h)),
              "moving_fps": round(fps, 2), "full_frame_s": round(float(np.median(times)), 3),
              "time_to_full_s": round(SETTLE_S + float(np.median(times)), 3)}
         log(f"{r['full']}: moving at {r['moving']} {r['moving_fps']:.1f} fps; full frame {r['full_frame_s']:.2f} s "

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 FREE_VIEW = "(free view)"
-MOVING_SCALES = {"1/2": 0.5, "1/4": 0.25, "1/8": 0.125, "full": 1.0}
+# "while moving" choices: a fraction of the full height, or "auto": the height that renders at AUTO_FPS
+MOVING_SCALES = {"auto": None, "1/2": 0.5, "1/4": 0.25, "1/8": 0.125, "full": 1.0}
+AUTO_FPS = 8.0
 
 
 def _fmt(v, spec: str, unit: str = "") -> str:
@@ -73,7 +75,7 @@ def build_panel(gui, run_name: str, n_frames: int, fps: float, camera_names: lis
     with gui.add_folder("Resolution"):
         height = gui.add_slider("full height (px)", min=16, max=2048, step=8,
                                 initial_value=int(max(16, min(2048, full_height))))
-        moving = gui.add_dropdown("while moving", list(MOVING_SCALES), initial_value="1/4")
+        moving = gui.add_dropdown("while moving", list(MOVING_SCALES), initial_value="auto")
         frame_info = gui.add_markdown("")
     return Controls(figures, time, playing, speed, snap, clock, height, moving, show_rig, frame_info)
 
