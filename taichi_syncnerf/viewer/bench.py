@@ -47,20 +47,24 @@ def benchmark(run, heights, moving_frames: int = 20, full_frames: int = 3, log=p
     for h in heights:
         small = view_intrinsics(fov, aspect, max(8, int(round(h * scale))))
         full = view_intrinsics(fov, aspect, h)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for i in tqdm(range(moving_frames), desc=f"moving {small.width}x{small.height}", leave=False):
             _encode(rm.render(poses[i], small, (src.n_frames - 1) * i / max(moving_frames - 1, 1)))
         fps = moving_frames / (time.perf_counter() - t0)
-        times = []
+        cpu_fps = moving_frames / (time.process_time() - c0)
+        times, cpu = [], []
         for i in tqdm(range(full_frames), desc=f"full {full.width}x{full.height}", leave=False):
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             _encode(rm.render(poses[i], full, 0.5 * (src.n_frames - 1)))
             times.append(time.perf_counter() - t1)
+            cpu.append(time.process_time() - c1)
         auto_h = int(np.sqrt(fps * small.width * small.height / AUTO_FPS / aspect))
         r = {"full": f"{full.width}x{full.height}", "moving": f"{small.width}x{small.height}",
              "auto_moving_height": max(8, min(h, auto_h)),
              "moving_fps": round(fps, 2), "full_frame_s": round(float(np.median(times)), 3),
-             "time_to_full_s": round(SETTLE_S + float(np.median(times)), 3)}
+             "time_to_full_s": round(SETTLE_S + float(np.median(times)), 3),
+             # CPU seconds (all threads): with --threads 1 the wall time an idle core would take
+             "moving_fps_per_cpu_s": round(cpu_fps, 2), "full_frame_cpu_s": round(float(np.median(cpu)), 3)}
         log(f"{r['full']}: moving at {r['moving']} {r['moving_fps']:.1f} fps; full frame {r['full_frame_s']:.2f} s "
             f"(time to full after the camera stops: {r['time_to_full_s']:.2f} s)")
         results.append(r)
