@@ -273,10 +273,14 @@ class Viewer:
 
     def _poll(self) -> None:
         while not self.stopped.wait(POLL_S):
-            if self.model.poll():
-                self.rig.update(self._rig())
-                self.refresh_panel()
-                self.log(f"showing step {self.model.step}")
+            before = self.model.ckpt
+            if not self.model.poll():
+                if self.model.ckpt != before:
+                    self.log(f"{self.model.ckpt}: not loaded (it does not fit the model shown)")
+                continue
+            self.rig.update(self._rig())
+            self.refresh_panel()
+            self.log(f"showing step {self.model.step}")
 
     def stop(self) -> None:
         self.stopped.set()

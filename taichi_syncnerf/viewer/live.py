@@ -95,7 +95,11 @@ class RunModel:
         except (UserError, FileNotFoundError):
             return False          # removed (only the last few are kept) or unreadable: next time
         with self.lock:
-            self.model.load_state_arrays(arrays, str(ckpt), optimizer=False)
+            try:
+                self.model.load_state_arrays(arrays, str(ckpt), optimizer=False)
+            except UserError:
+                self.ckpt = ckpt          # a checkpoint this model cannot take: shown as before, not retried
+                return False
             self._apply_offsets_json(ckpt)
             self.ckpt, self.step = ckpt, int(meta.get("step", self.step))
             self.version += 1

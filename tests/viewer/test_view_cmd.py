@@ -121,6 +121,14 @@ def test_live_reload_follows_new_checkpoints(tiny_run, tmp_path):
     assert rm.step > step0 and not np.allclose(rm.offsets_frames(), off0)
     with np.load(ckpts[-1]) as z:
         np.testing.assert_allclose(rm.offsets_frames(), z["offsets/params"] * (rm.source.n_frames - 1) / 1.6)
+    # a checkpoint that does not fit the model (another config) is skipped, not retried, the model kept
+    with np.load(ckpts[-1]) as z:
+        arrays = {k: z[k] for k in z.files}
+    bad = next(k for k in arrays if k.startswith("params/") or k.startswith("field"))
+    arrays[bad] = arrays[bad][:1]
+    np.savez(run / "checkpoints" / "step-99999999.npz", **arrays)
+    assert not rm.poll() and rm.version == 1 and rm.ckpt.name == "step-99999999.npz"
+    assert not rm.poll()
 
 
 def test_server_serves_the_page_and_refuses_a_taken_port(tiny_run, run_model):
