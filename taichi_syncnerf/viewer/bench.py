@@ -3,9 +3,11 @@
 For each full height H (the width follows the dataset's aspect) the camera moves along the dataset's
 render path (spiral or orbit) while time advances, rendering at the "while moving" choice 1/4 (a
 quarter of H), then rests and renders H once. The viewer's default choice, "auto", would move at the
-height that renders at ``AUTO_FPS``; the figures give that height for the speed measured. Each frame is rendered by the viewer's own path
-(:meth:`RunModel.render`) and JPEG-encoded as it is sent to the browser. "time to full" is the rest
-the viewer waits before a full frame (``SETTLE_S``) plus that frame's render and encoding.
+height that renders at ``AUTO_FPS``; the figures give that height for the speed measured. Each frame
+is rendered by the viewer's own path (:meth:`RunModel.render`) and JPEG-encoded as it is sent to the
+browser. "time to full" is the rest the viewer waits before a full frame (``SETTLE_S``) plus that
+frame's render and encoding. CPU seconds are given beside wall seconds: on a shared machine they say
+what an idle one would take.
 """
 from __future__ import annotations
 
