@@ -62,7 +62,7 @@ def shown(browser, sent: np.ndarray, instead_of: np.ndarray | None = None) -> np
         mask = changed(want, other)
         LAST["error_where_changed"] = float(np.abs(crop - want)[mask].mean())
         LAST["error_to_other_there"] = float(np.abs(crop - other)[mask].mean())
-        if not LAST["error_where_changed"] < 0.7 * LAST["error_to_other_there"]:
+        if not LAST["error_where_changed"] < 0.85 * LAST["error_to_other_there"]:
             return None
     return shot
 
