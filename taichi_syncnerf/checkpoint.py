@@ -78,6 +78,16 @@ def check_format(where: str, info: dict) -> None:
                         f"this one reads format {FORMAT_VERSION}: retrain or use that version")
 
 
+def load_optimizer_state(optimizer, arrays: dict[str, np.ndarray], where: str) -> None:
+    """Load the ``adam/...`` entries of checkpoint ``arrays`` into ``optimizer``; a state that does
+    not fit the model is a one-line error naming ``where``."""
+    state = {k[len("adam/"):]: v for k, v in arrays.items() if k.startswith("adam/")}
+    try:
+        optimizer.load_state_dict(state)
+    except ValueError as e:
+        raise UserError(f"{where}: {e}") from None
+
+
 def latest_checkpoint(run: Path) -> Path | None:
     found = list_checkpoints(run)
     return found[-1] if found else None

@@ -6,6 +6,7 @@ import numpy as np
 import taichi as ti
 
 from taichi_syncnerf import runtime
+from taichi_syncnerf.checkpoint import load_optimizer_state
 from taichi_syncnerf.errors import UserError
 
 MASK_MAX_RES = 128  # the alpha mask's grid follows the VM grid, at most this many cells per axis
@@ -107,11 +108,7 @@ class MixVoxelsState:
         if "mixvoxels/occ" in arrays:
             self._set_mask(arrays["mixvoxels/occ"].astype(np.int32), arrays["mixvoxels/occ_res"])
         if optimizer:
-            state = {k[len("adam/"):]: v for k, v in arrays.items() if k.startswith("adam/")}
-            try:
-                self.optimizer.load_state_dict(state)
-            except ValueError as e:
-                raise UserError(f"{where}: {e}") from None
+            load_optimizer_state(self.optimizer, arrays, where)
 
 
 def _max_pool3(a: np.ndarray) -> np.ndarray:

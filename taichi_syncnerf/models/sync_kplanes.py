@@ -19,6 +19,7 @@ import numpy as np
 import taichi as ti
 
 from taichi_syncnerf import runtime
+from taichi_syncnerf.checkpoint import load_optimizer_state
 
 from taichi_syncnerf.kernels import points as glue
 from taichi_syncnerf.kernels.adam import Adam
@@ -131,11 +132,7 @@ class SyncKPlanes:
                 raise UserError(f"{where}: checkpoint entry {k} is missing or has the wrong camera count")
         self.offsets.params.from_numpy(arrays["offsets/params"].astype(runtime.np_float()))
         if optimizer:
-            state = {k[len("adam/"):]: v for k, v in arrays.items() if k.startswith("adam/")}
-            try:
-                self.optimizer.load_state_dict(state)
-            except ValueError as e:
-                raise UserError(f"{where}: {e}") from None
+            load_optimizer_state(self.optimizer, arrays, where)
 
     # ------------------------------------------------------------------ rays
 
