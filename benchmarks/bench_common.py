@@ -44,6 +44,9 @@ def parser(doc: str, out_default: str) -> argparse.ArgumentParser:
                     help="train each variant once per seed and report medians (training is stochastic)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="runs at once (each with --threads); >1 makes the wall times incomparable")
+    ap.add_argument("--reuse", action="store_true",
+                    help="read back runs that already finished in --out (same config, scene, seed and "
+                         "overrides: checked against the run's config.yaml) instead of training them again")
     ap.add_argument("-o", dest="overrides", action="append", default=[])
     return ap
 
@@ -55,24 +58,71 @@ def make_scene(scene: Path, args: list, log: Path) -> Path:
     return scene
 
 
+def _resolved_config(config: str, scene: Path, variant: str, seed: int, overrides) -> dict:
+    """The configuration ``train`` would resolve for these arguments (what a run stores in
+    config.yaml), without the paths."""
+    from taichi_syncnerf.config import load_config
+    cfg = load_config(config, list(overrides) + [f"train.seed={seed}"]
+                      + (["model.sync=false"] if variant == "nosync" else []))
+    cfg["data"].pop("path", None)
+    return cfg
+
+
+def _finished(rdir: Path, config: str, scene: Path, variant: str, seed: int, overrides,
+              testoptim: bool):
+    """The timing record of a finished run of exactly these arguments in ``rdir``, or None.
+
+    A run counts as finished when its metrics.json holds the final evaluation (and the figure from
+    before testoptim where testoptim is due) and its config.yaml equals what ``train`` would resolve
+    now; ``measure.json`` beside it holds the wall times when this script trained it.
+    """
+    from taichi_syncnerf.config import load_resolved
+    from taichi_syncnerf.errors import UserError
+    try:
+        m = json.loads((rdir / "metrics.json").read_text())
+        stored = load_resolved(rdir / "config.yaml")
+        data = json.loads((rdir / "run.json").read_text()).get("data")
+    except (OSError, ValueError, UserError):
+        return None
+    if Path(data).resolve() != Path(scene).resolve():
+        return None
+    if "test" not in m or (testoptim and "test_before_testoptim" not in m):
+        return None
+    stored.get("data", {}).pop("path", None)
+    if stored != _resolved_config(config, scene, variant, seed, overrides):
+        return None
+    try:
+        return json.loads((rdir / "measure.json").read_text())
+    except (OSError, ValueError):
+        return {"train_wall_s": None, "train_peak_rss_mib": None, "testoptim_wall_s": None}
+
+
 def train_and_measure(rdir: Path, config: str, scene: Path, variant: str, seed: int, overrides=(),
-                      threads: int = 2, testoptim_baseline: bool = False) -> dict:
+                      threads: int = 2, testoptim_baseline: bool = False, reuse: bool = False) -> dict:
     """Train one variant into ``rdir`` (then testoptim for Sync) and return its figures.
 
     ``variant`` "sync" learns the offsets and runs test-time optimisation; "nosync" is the baseline
-    (``--no-sync``: offsets fixed at 0; no testoptim unless ``testoptim_baseline``).
+    (``--no-sync``: offsets fixed at 0; no testoptim unless ``testoptim_baseline``). With ``reuse``
+    a finished run of the same arguments is read back (its times are None unless this script
+    trained it).
     """
     rt = ["--threads", str(threads), "--quiet"]
-    if rdir.exists():
-        shutil.rmtree(rdir)
-    cmd = EXE + ["train", config, "--data", str(scene), "--out", str(rdir)] + rt
-    cmd += sum([["-o", o] for o in list(overrides) + [f"train.seed={seed}"]], [])
-    if variant == "nosync":
-        cmd.append("--no-sync")
-    wall, rss = run(cmd, Path(f"{rdir}-train.log"))
-    t_wall = None
-    if variant == "sync" or testoptim_baseline:
-        t_wall, _ = run(EXE + ["testoptim", str(rdir)] + rt, Path(f"{rdir}-testoptim.log"))
+    testoptim = variant == "sync" or testoptim_baseline
+    timing = _finished(rdir, config, scene, variant, seed, overrides, testoptim) if reuse else None
+    if timing is None:
+        if rdir.exists():
+            shutil.rmtree(rdir)
+        cmd = EXE + ["train", config, "--data", str(scene), "--out", str(rdir)] + rt
+        cmd += sum([["-o", o] for o in list(overrides) + [f"train.seed={seed}"]], [])
+        if variant == "nosync":
+            cmd.append("--no-sync")
+        wall, rss = run(cmd, Path(f"{rdir}-train.log"))
+        t_wall = None
+        if testoptim:
+            t_wall, _ = run(EXE + ["testoptim", str(rdir)] + rt, Path(f"{rdir}-testoptim.log"))
+        timing = {"train_wall_s": round(wall, 1), "train_peak_rss_mib": round(rss, 1),
+                  "testoptim_wall_s": None if t_wall is None else round(t_wall, 1), "threads": threads}
+        (rdir / "measure.json").write_text(json.dumps(timing))
     m = json.loads((rdir / "metrics.json").read_text())
     before = m.get("test_before_testoptim", m["test"])
     log = [json.loads(line) for line in (rdir / "log.jsonl").read_text().splitlines()]
@@ -83,8 +133,10 @@ def train_and_measure(rdir: Path, config: str, scene: Path, variant: str, seed: 
         "test_median_image_psnr": m["test"].get("median_image_psnr"),
         "train_psnr": m["train"]["psnr"], "train_median_image_psnr": m["train"].get("median_image_psnr"),
         "offsets_mae_frames": m.get("offsets", {}).get("mae_frames"),
-        "train_wall_s": round(wall, 1), "train_peak_rss_mib": round(rss, 1),
-        "testoptim_wall_s": None if t_wall is None else round(t_wall, 1), "steps": log[-1]["step"],
+        "train_wall_s": timing["train_wall_s"], "train_peak_rss_mib": timing["train_peak_rss_mib"],
+        "testoptim_wall_s": timing["testoptim_wall_s"], "steps": log[-1]["step"],
+        "steps_per_s": float(np.median([r["steps_per_s"] for r in log if r.get("steps_per_s")] or [np.nan])),
+        "reused": "threads" not in timing,
     }
 
 
@@ -96,7 +148,8 @@ def describe(res: dict) -> str:
             f"{res['test_psnr_before_testoptim']:.2f}; temporal-median image "
             f"{'n/a' if floor is None else f'{floor:.2f}'})  SSIM {res['test_ssim']:.4f}  "
             f"offsets MAE {'n/a' if mae is None else f'{mae:.3f}'}  "
-            f"train {res['train_wall_s'] / 60:.1f} min, peak {res['train_peak_rss_mib']:.0f} MiB")
+            + (f"train {res['train_wall_s'] / 60:.1f} min, peak {res['train_peak_rss_mib']:.0f} MiB"
+               if res["train_wall_s"] is not None else f"reused run, {res['steps_per_s']:.2f} steps/s"))
 
 
 def medians(runs: list) -> dict:
@@ -123,7 +176,7 @@ def markdown_row(scene: str, variant: str, med: dict, sync: bool) -> str:
     return (f"| {scene} | {variant} | **{med['test_psnr']:.2f} dB** | "
             f"{f(med['test_psnr_before_testoptim'] if sync else None, '.2f')} | {f(floor, '.2f')} | "
             f"{f(margin, '+.2f')} | {med['test_ssim']:.3f} | {f(med['offsets_mae_frames'] if sync else None, '.3f')} | "
-            f"{med['train_wall_s'] / 60:.1f} min | {', '.join(f'{v:.2f}' for v in med['each_test_psnr'])} |")
+            f"{'not timed (reused run)' if med['train_wall_s'] is None else format(med['train_wall_s'] / 60, '.1f') + ' min'} | {', '.join(f'{v:.2f}' for v in med['each_test_psnr'])} |")
 
 
 MARKDOWN_HEADER = ("| scene | variant | test PSNR | before testoptim | temporal-median image | margin | SSIM "

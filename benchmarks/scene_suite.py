@@ -49,7 +49,8 @@ def main():
     def one(job):
         name, scene, variant, seed = job
         rdir = out / f"{name}-sigma{args.sigma:g}-{variant}-seed{seed}"
-        res = train_and_measure(rdir, args.config, scene, variant, seed, args.overrides, args.threads)
+        res = train_and_measure(rdir, args.config, scene, variant, seed, args.overrides, args.threads,
+                                reuse=args.reuse)
         res["scene"] = name
         print(describe(res), flush=True)
         return res

@@ -41,7 +41,7 @@ def main():
         scene, sigma, variant, seed = job
         name = f"sigma{sigma:g}-{variant}" + (f"-seed{seed}" if len(args.train_seeds) > 1 else "")
         res = train_and_measure(out / name, args.config, scene, variant, seed, args.overrides, args.threads,
-                                args.testoptim_baseline)
+                                args.testoptim_baseline, reuse=args.reuse)
         res["sigma"] = sigma
         print(describe(res), flush=True)
         return res
