@@ -39,7 +39,8 @@ from taichi_syncnerf import runtime
 # no branch inside the feature loop, so LLVM vectorises it.
 # coef[s, p, :] = (row TV weight, column TV weight, time smoothness weight, time L1 weight),
 # already divided by the element counts of the means; a term with weight 0 adds exactly 0 (the
-# planes are finite) and a plane whose four weights are 0 is skipped.
+# planes are finite). Planes without time terms take a TV-only loop; planes whose four weights
+# are 0 are skipped.
 
 
 @ti.kernel
@@ -66,8 +67,8 @@ def _regularize(params: ti.template(), meta: ti.template(), coef: ti.template(),
             tv = ti.Vector([0.0] * nf)
             sm = ti.Vector([0.0] * nf)
             l1 = ti.Vector([0.0] * nf)
-            if ch != 0.0 or cw != 0.0 or cs != 0.0 or cl != 0.0:
-                row0 = meta[s, p, 0] + r * w
+            row0 = meta[s, p, 0] + r * w
+            if cs != 0.0 or cl != 0.0:
                 for c in range(w):
                     k0 = (row0 + c) * nf  # "* nf" last: consecutive features, SIMD loads
                     right = nf if c + 1 < w else 0
@@ -90,6 +91,20 @@ def _regularize(params: ti.template(), meta: ti.template(), coef: ti.template(),
                                                            + 2.0 * cs * (d0 - 2.0 * d1 + d2)
                                                            + cl * (ti.select(d > 0.0, 1.0, 0.0)
                                                                    - ti.select(d < 0.0, 1.0, 0.0)))
+            elif ch != 0.0 or cw != 0.0:
+                for c in range(w):
+                    k0 = (row0 + c) * nf
+                    right = nf if c + 1 < w else 0
+                    left = nf if c > 0 else 0
+                    for f in ti.static(range(nf)):
+                        k = k0 + f
+                        v = params[k]
+                        dd = params[k + down] - v
+                        du = v - params[k - up]
+                        dr = params[k + right] - v
+                        dl = v - params[k - left]
+                        tv[f] += ch * dd * dd + cw * dr * dr
+                        params.grad[k] = params.grad[k] + 2.0 * (ch * (du - dd) + cw * (dl - dr))
             acc[0] += tv.sum()
             acc[1] += sm.sum()
             acc[2] += l1.sum()
