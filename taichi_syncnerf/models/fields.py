@@ -48,15 +48,16 @@ def _regularize_planes(encoder, tv: float, smooth: float, l1: float) -> dict:
     out = {}
     if not isinstance(encoder, PlaneEncoder) or not (tv or smooth or l1):
         return out
-    from taichi_syncnerf.kernels.plane_regularizers import plane_tv, time_l1, time_smoothness
+    from taichi_syncnerf.kernels.plane_regularizers import plane_regularizers
 
+    values = plane_regularizers(encoder, tv, smooth, l1)
     if tv:
-        out["plane_tv"] = plane_tv(encoder, tv)
+        out["plane_tv"] = values["plane_tv"]
     if encoder.dims == 4:
         if smooth:
-            out["time_smoothness"] = time_smoothness(encoder, smooth)
+            out["time_smoothness"] = values["time_smoothness"]
         if l1:
-            out["l1_time_planes"] = time_l1(encoder, l1)
+            out["l1_time_planes"] = values["time_l1"]
     return out
 
 

@@ -381,6 +381,15 @@ def check_plane_regularizers(rng):
         val = fn(enc, 0.1)
         want, want_g = rfn(params, 4, F, space, time_res, 0.1)
         out[f"{name}_value"], out[f"{name}_grad"] = rel_err(val, want), rel_err(enc.get_grad(), want_g)
+    enc.zero_grad()
+    vals = reg.plane_regularizers(enc, 0.1, 0.2, 0.3)
+    want_g = np.zeros(enc.n_params)
+    for name, rfn, w in (("plane_tv", ref.plane_tv, 0.1), ("time_smoothness", ref.time_smoothness, 0.2),
+                         ("time_l1", ref.time_l1, 0.3)):
+        want, g = rfn(params, 4, F, space, time_res, w)
+        out[f"combined_{name}_value"] = rel_err(vals[name], want)
+        want_g += g
+    out["combined_grad"] = rel_err(enc.get_grad(), want_g)
     return out
 
 

@@ -82,6 +82,36 @@ def test_kernel_gradient_matches_finite_differences(encoders, name):
         assert grad[j] == pytest.approx((vals[0] - vals[1]) / (2 * h), abs=1e-8), (name, j)
 
 
+@pytest.mark.parametrize("dims", [3, 4])
+def test_one_launch_matches_the_three(encoders, dims):
+    """plane_regularizers gives each term's value and the sum of their gradients."""
+    enc = encoders[dims]
+    p = _randomise(enc, seed=5)
+    start = np.random.default_rng(6).normal(size=enc.n_params)
+    enc.params.grad.from_numpy(start)
+    weights = {"plane_tv": 0.7, "time_smoothness": 0.3, "time_l1": 1.1}
+    values = reg.plane_regularizers(enc, *weights.values())
+    assert set(values) == set(weights)
+    want_grad = np.zeros(enc.n_params)
+    for name, w in weights.items():
+        want_value, g = getattr(ref, name)(p, dims, F, SPACE, TIME, w)
+        assert isinstance(values[name], float)
+        assert values[name] == pytest.approx(want_value, rel=1e-12, abs=1e-15)
+        want_grad += g
+    np.testing.assert_allclose(enc.get_grad() - start, want_grad, atol=1e-13)
+    # One term switched off leaves its value 0 and its gradient out.
+    enc.params.grad.from_numpy(start)
+    values = reg.plane_regularizers(enc, 0.0, 0.3, 1.1)
+    assert values["plane_tv"] == 0.0
+    want = sum(getattr(ref, name)(p, dims, F, SPACE, TIME, w)[1]
+               for name, w in weights.items() if name != "plane_tv")
+    np.testing.assert_allclose(enc.get_grad() - start, want, atol=1e-13)
+    # All weights 0: nothing runs.
+    enc.params.grad.from_numpy(start)
+    assert reg.plane_regularizers(enc, 0.0, 0.0, 0.0) == dict.fromkeys(weights, 0.0)
+    np.testing.assert_array_equal(enc.get_grad(), start)
+
+
 def test_hand_computed_values(encoders):
     """Ramps give known values: every plane's value = row index * 0.1 + column index * 0.2."""
     enc = encoders[4]
