@@ -273,14 +273,20 @@ class Viewer:
 
     def _poll(self) -> None:
         while not self.stopped.wait(POLL_S):
-            before = self.model.ckpt
-            if not self.model.poll():
-                if self.model.ckpt != before:
-                    self.log(f"{self.model.ckpt}: not loaded (it does not fit the model shown)")
-                continue
-            self.rig.update(self._rig())
-            self.refresh_panel()
-            self.log(f"showing step {self.model.step}")
+            self.reload()
+
+    def reload(self) -> bool:
+        """Show the run's newest checkpoint when it is newer than the one shown (the rig and the figures
+        follow); True when it did."""
+        before = self.model.ckpt
+        if not self.model.poll():
+            if self.model.ckpt != before:
+                self.log(f"{self.model.ckpt}: not loaded (it does not fit the model shown)")
+            return False
+        self.rig.update(self._rig())
+        self.refresh_panel()
+        self.log(f"showing step {self.model.step}")
+        return True
 
     def stop(self) -> None:
         self.stopped.set()
