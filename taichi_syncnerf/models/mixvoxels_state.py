@@ -82,6 +82,8 @@ class MixVoxelsState:
         out["offsets/mask"] = self.offsets.mask.to_numpy()
         out["mixvoxels/res"] = np.asarray(self.res, np.int64)
         out["mixvoxels/sample_box"] = self.sample_box
+        if self.steps_done is not None:
+            out["mixvoxels/steps_done"] = np.asarray(self.steps_done, np.int64)
         if self.occ is not None:
             out["mixvoxels/occ"] = self.occ.to_numpy().astype(np.int8)
             out["mixvoxels/occ_res"] = np.asarray(self.occ_res, np.int64)
@@ -105,6 +107,7 @@ class MixVoxelsState:
             f.from_numpy(arrays[key].astype(fdt))
         box = np.asarray(arrays.get("mixvoxels/sample_box", self.box), np.float64)
         self.sample_box = box.reshape(2, 3)
+        self.steps_done = int(arrays["mixvoxels/steps_done"]) if "mixvoxels/steps_done" in arrays else None
         if "mixvoxels/occ" in arrays:
             self._set_mask(arrays["mixvoxels/occ"].astype(np.int32), arrays["mixvoxels/occ_res"])
         if optimizer:

@@ -27,6 +27,7 @@ class MixVoxelsTraining:
         """Grid growth / alpha mask due at ``step``, loss and gradients, one optimiser step."""
         if not offsets_only:
             self.apply_schedule(step)
+            self.steps_done = step + 1
         stats = self.forward_backward(batch, step, seed=step + 1, jitter=True, offsets_frozen=offsets_frozen,
                                       offsets_only=offsets_only)
         self._optimizer_step(step, lr_scale, offsets_frozen, offsets_only)

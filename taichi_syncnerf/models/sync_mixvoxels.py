@@ -150,9 +150,14 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState):
         self.optimizer = Adam(groups)
 
     after_training = False  # set by prepare_testoptim
+    steps_done: int | None = None  # training steps behind the parameters (None: unknown, taken as all)
 
     def uses_time_function(self, step: int) -> bool:
         return self.time_fn is not None and (self.after_training or step >= int(self.mx["stage1_steps"]))
+
+    def renders_with_time_function(self) -> bool:
+        """The head the last training step used: the per-frame head while stage 1 lasts."""
+        return self.uses_time_function(10 ** 12 if self.steps_done is None else self.steps_done - 1)
 
     def _head(self, step: int):
         return self.time_fn if self.uses_time_function(step) else self.per_frame
@@ -238,7 +243,8 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState):
     # ------------------------------------------------------------------ rendering
     def render_rays(self, n_rays: int) -> np.ndarray:
         """Colour (n_rays, 3) of the rays loaded with :meth:`load_rays`, at their own times:
-        the static render for static rays, the dynamic render at the ray's time otherwise."""
+        the static render for static rays, the dynamic render at the ray's time otherwise (by the
+        head of the last training step: per-frame queries during stage 1)."""
         n = int(n_rays)
         self._sample(n, jitter=False, seed=0)
         smp = self.smp
@@ -246,7 +252,7 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState):
         self.renderer.forward(smp, self.static.sigma, self.static.rgb, n, background=self.background, threshold=0.0)
         out = self.renderer.colour.to_numpy()[:n].astype(np.float64)
         cams, times = self._cams[:n], self._times[:n]
-        use_time = self.uses_time_function(10 ** 12)
+        use_time = self.renders_with_time_function()
         key_t = times + (self.offsets.normalised()[cams] if use_time else 0.0)
         keys = np.stack([cams if use_time else np.zeros(n), key_t], 1)
         uniq, slots = np.unique(keys, axis=0, return_inverse=True)

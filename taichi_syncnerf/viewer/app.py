@@ -120,10 +120,10 @@ class ClientView:
             wxyz, pos, fov, aspect = view
             intr = view_intrinsics(fov, aspect, height)
             t0 = time.perf_counter()
-            cancel = None if moving else (lambda: self._view() != view)
+            cancel = None if moving else (lambda: self._view() != view or v.stopped.is_set())
             img = v.model.render(c2w_from_viser(wxyz, pos), intr, float(c.time.value), v.ref_cam(), cancel=cancel)
             seconds = time.perf_counter() - t0
-            if img is None:
+            if img is None or not self.alive or v.stopped.is_set():
                 continue
             u8 = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
             self.client.scene.set_background_image(u8, format="jpeg", jpeg_quality=90)
@@ -273,17 +273,25 @@ class Viewer:
 
     def _poll(self) -> None:
         while not self.stopped.wait(POLL_S):
-            before = self.model.ckpt
-            if not self.model.poll():
-                if self.model.ckpt != before:
-                    self.log(f"{self.model.ckpt}: not loaded (it does not fit the model shown)")
-                continue
-            self.rig.update(self._rig())
-            self.refresh_panel()
-            self.log(f"showing step {self.model.step}")
+            self.reload()
+
+    def reload(self) -> bool:
+        """Show the run's newest checkpoint when it is newer than the one shown (the rig and the figures
+        follow); True when it did."""
+        before = self.model.ckpt
+        if not self.model.poll():
+            if self.model.ckpt != before:
+                self.log(f"{self.model.ckpt}: not loaded (it does not fit the model shown)")
+            return False
+        self.rig.update(self._rig())
+        self.refresh_panel()
+        self.log(f"showing step {self.model.step}")
+        return True
 
     def stop(self) -> None:
+        """Stop the renders (a frame being rendered is abandoned or finished, not sent), then the server."""
         self.stopped.set()
-        for view in self.clients.values():
+        for view in list(self.clients.values()):
             view.alive = False
+            view.thread.join(10.0)
         self.server.stop()

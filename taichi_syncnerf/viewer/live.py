@@ -95,10 +95,13 @@ class RunModel:
         except (UserError, FileNotFoundError):
             return False          # removed (only the last few are kept) or unreadable: next time
         with self.lock:
+            shown = self.model.state_arrays()
             try:
                 self.model.load_state_arrays(arrays, str(ckpt), optimizer=False)
             except UserError:
-                self.ckpt = ckpt          # a checkpoint this model cannot take: shown as before, not retried
+                # a checkpoint this model cannot take: the part of it loaded is undone, it is not retried
+                self.model.load_state_arrays(shown, str(self.ckpt), optimizer=False)
+                self.ckpt = ckpt
                 return False
             self._apply_offsets_json(ckpt)
             self.ckpt, self.step = ckpt, int(meta.get("step", self.step))

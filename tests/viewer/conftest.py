@@ -1,4 +1,5 @@
-"""A tiny trained run shared by the viewer tests (100 steps: a model that changes with time, not a good one)."""
+"""Tiny trained runs shared by the viewer tests, one of each model kind (a model that changes with time,
+not a good one)."""
 import pytest
 
 TINY = [
@@ -9,6 +10,11 @@ TINY = [
     "train.log_every=5", "eval.max_frames=2", "testoptim.batch_rays=256",
     "offsets.lr_scale=1.0",
     "offsets.freeze_step=null", "train.lr=0.05", "train.steps=100", "train.checkpoint_every=25",
+]
+# on top of tests/models' tiny Sync-MixVoxels
+MIXVOXELS = [
+    "train.steps=200", "train.checkpoint_every=100", "train.lr=0.1", "mixvoxels.stage1_steps=100",
+    "mixvoxels.upsample_steps=[150]", "mixvoxels.alpha_mask_steps=[150]",
 ]
 
 
@@ -37,3 +43,34 @@ def run_model(tiny_run):
     from taichi_syncnerf.viewer.live import RunModel
 
     return RunModel(tiny_run[0])
+
+
+@pytest.fixture(scope="session")
+def tiny_mixvoxels_run(tiny_run, tmp_path_factory):
+    """(run folder, dataset folder) of Sync-MixVoxels on the same scene: 200 steps, the first 100 of them
+    stage 1 (per-frame head, no offsets), a grid upsample and an alpha mask at step 150."""
+    from models.test_sync_mixvoxels_run import TINY as TINY_MIXVOXELS
+
+    from taichi_syncnerf.config import load_config
+    from taichi_syncnerf.train import train
+
+    scene = tiny_run[1]
+    run = tmp_path_factory.mktemp("viewer-mixvoxels") / "run"
+    cfg = load_config("synthetic/sync-mixvoxels", TINY_MIXVOXELS + MIXVOXELS)
+    train(cfg, scene, run, progress=False)
+    return run, scene
+
+
+@pytest.fixture(scope="session")
+def mixvoxels_model(tiny_mixvoxels_run):
+    from taichi_syncnerf.viewer.live import RunModel
+
+    return RunModel(tiny_mixvoxels_run[0])
+
+
+@pytest.fixture(params=["sync-kplanes", "sync-mixvoxels"])
+def kind_run(request):
+    """(run folder, its RunModel) of each model kind."""
+    run, model = {"sync-kplanes": ("tiny_run", "run_model"),
+                  "sync-mixvoxels": ("tiny_mixvoxels_run", "mixvoxels_model")}[request.param]
+    return request.getfixturevalue(run)[0], request.getfixturevalue(model)

@@ -83,11 +83,11 @@ def test_ndc_view_looking_away_is_masked(tiny_run):
     assert np.isfinite(rays["origins"]).all() and np.isfinite(rays["dirs"]).all()
 
 
-def test_viewer_render_equals_render_of_the_camera(run_model):
+def test_viewer_render_equals_render_of_the_camera(kind_run):
     """Viewer camera on a training camera's pose and intrinsics: the image equals ``render``'s."""
     from taichi_syncnerf.evaluate import render_image
 
-    rm = run_model
+    rm = kind_run[1]
     src = rm.source
     learned = rm.offsets_frames()
     rm.model.offsets.set_frames([0.0, 1.3, -0.7, 2.1])     # offsets as large as a rig's can be
@@ -112,8 +112,8 @@ def test_viewer_render_equals_render_of_the_camera(run_model):
 
 
 @pytest.mark.parametrize("height", [12, 48])
-def test_other_resolution_renders(run_model, height):
-    rm = run_model
+def test_other_resolution_renders(kind_run, height):
+    rm = kind_run[1]
     c2w, _ = _viewer_like_dataset_camera(rm.source, 1)
     fov, aspect = camera_fov(rm.source.ds.intrinsics[1])
     img = rm.render(c2w, view_intrinsics(fov, aspect, height), 5.0)

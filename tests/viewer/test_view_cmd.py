@@ -89,46 +89,101 @@ def test_figures_markdown():
     assert "500 / 2500 (live)" in live and "n/a" in live and "offsets MAE" not in live
 
 
-def test_rig_labels_and_colours(run_model):
+def test_rig_labels_and_colours(kind_run):
     from taichi_syncnerf.viewer.rig import offset_colors, rig_cameras
 
-    rm = run_model
+    rm = kind_run[1]
     cams = rig_cameras(rm.source, rm.offsets_frames(), rm.aligned_truth())
     assert [c.is_test for c in cams] == [True, False, False, False]
     assert cams[0].label.startswith("cam00 (test)  +0.00 f  (truth ")
+    learned = rm.offsets_frames()
+    assert np.all(learned[1:] != 0.0)           # the training cameras' offsets were learned
+    assert [c.offset for c in cams] == list(learned)
+    assert cams[1].label.startswith(f"cam01  {learned[1]:+.2f} f  (truth ")
     gt = np.asarray(rm.source.offsets_gt)
     assert cams[2].truth == pytest.approx(gt[2] + np.median(rm.offsets_frames()[1:] - gt[1:]))
     blue, white, red = offset_colors([-2.0, 0.0, 2.0])
     assert blue[2] > blue[0] and red[0] > red[2] and min(white) > 200
 
 
-def test_live_reload_follows_new_checkpoints(tiny_run, tmp_path):
-    """A run folder whose checkpoints appear one after another, as while training."""
-    from taichi_syncnerf.checkpoint import list_checkpoints
-    from taichi_syncnerf.viewer.live import RunModel
+def check_stage_1_is_shown_by_the_head_training_uses(rm) -> None:
+    """A Sync-MixVoxels checkpoint of stage 1 renders its dynamic rays with the per-frame head that
+    training fits then, not with the time function it does not train yet."""
+    from taichi_syncnerf.evaluate import render_colours
 
-    src_run = tiny_run[0]
+    m = rm.model
+    assert rm.step == int(rm.cfg["mixvoxels"]["stage1_steps"]) and m.steps_done == rm.step
+    assert not m.renders_with_time_function()
+    batch = m.sample_batch(rm.source, np.random.default_rng(0), m.max_rays, rm.step)
+    m.forward_backward(batch, rm.step - 1, seed=0, jitter=False)
+    m.optimizer.zero_grad()
+    dyn = m._dyn_rays_np.copy()
+    trained = m.all_renderer.colour.to_numpy()[:len(dyn)]
+    assert len(dyn) > 0
+    for f in (2, 9):
+        rays = {"origins": batch["origins"], "dirs": batch["dirs"], "view_dirs": batch["dirs"],
+                "times": np.full(len(batch["cams"]), rm.source.ds.time_of_frame(f)), "cams": batch["cams"]}
+        shown = render_colours(m, rays)
+        np.testing.assert_allclose(shown[dyn], np.clip(trained[:, f], 0.0, 1.0), rtol=0, atol=1e-10)
+
+
+def test_live_reload_follows_new_checkpoints(kind_run, tmp_path):
+    """A run folder whose checkpoints appear one after another, as while training: the image, the rig's
+    offsets and the figures follow; a checkpoint that does not fit the model is skipped, the model kept."""
+    pytest.importorskip("viser")
+    from taichi_syncnerf.checkpoint import list_checkpoints
+    from taichi_syncnerf.viewer.app import Viewer
+    from taichi_syncnerf.viewer.live import RunModel
+    from taichi_syncnerf.viewer.rig import offset_colors, rig_cameras
+
+    from .test_camera import _viewer_like_dataset_camera
+
+    src_run, final = kind_run
     run = tmp_path / "run"
     shutil.copytree(src_run, run, ignore=shutil.ignore_patterns("checkpoints", "offsets.json", "metrics.json"))
     ckpts = list_checkpoints(src_run)
     (run / "checkpoints").mkdir()
     shutil.copy(ckpts[0], run / "checkpoints")
-    rm = RunModel(run)
-    step0, off0 = rm.step, rm.offsets_frames()
-    assert not rm.poll()
-    shutil.copy(ckpts[-1], run / "checkpoints")
-    assert rm.poll() and rm.version == 1
-    assert rm.step > step0 and not np.allclose(rm.offsets_frames(), off0)
-    with np.load(ckpts[-1]) as z:
-        np.testing.assert_allclose(rm.offsets_frames(), z["offsets/params"] * (rm.source.n_frames - 1) / 1.6)
-    # a checkpoint that does not fit the model (another config) is skipped, not retried, the model kept
-    with np.load(ckpts[-1]) as z:
-        arrays = {k: z[k] for k in z.files}
-    bad = next(k for k in arrays if k.startswith("params/") or k.startswith("field"))
-    arrays[bad] = arrays[bad][:1]
-    np.savez(run / "checkpoints" / "step-99999999.npz", **arrays)
-    assert not rm.poll() and rm.version == 1 and rm.ckpt.name == "step-99999999.npz"
-    assert not rm.poll()
+    logs = []
+    viewer = Viewer(run, port=0, log=logs.append, model=RunModel(run))
+    try:
+        rm, figures = viewer.model, viewer.controls.figures
+        src, total = rm.source, int(rm.cfg["train"]["steps"])
+        step0, off0 = rm.step, rm.offsets_frames()
+        labels0 = [label.text for label in viewer.rig.labels]
+        assert step0 < total and f"| step shown | {step0} / {total} |" in figures.content
+        c2w, intr = _viewer_like_dataset_camera(src, 1)
+        before = rm.render(c2w, intr, 2.0)
+        if rm.model.kind == "sync-mixvoxels":
+            check_stage_1_is_shown_by_the_head_training_uses(rm)
+        assert not viewer.reload()
+        shutil.copy(ckpts[-1], run / "checkpoints")
+        assert viewer.reload() and rm.version == 1 and logs[-1] == f"showing step {total}"
+        assert rm.step == total and not np.allclose(rm.offsets_frames(), off0)
+        if rm.model.kind == "sync-mixvoxels":
+            assert rm.model.renders_with_time_function()
+        with np.load(ckpts[-1]) as z:
+            np.testing.assert_allclose(rm.offsets_frames(), z["offsets/params"] * (src.n_frames - 1) / 1.6)
+        assert f"| step shown | {total} / {total} |" in figures.content
+        assert f"| offsets MAE (step shown) | {rm.offset_mae():.3f} frames |" in figures.content
+        labels = [c.label for c in rig_cameras(src, rm.offsets_frames(), rm.aligned_truth())]
+        assert [label.text for label in viewer.rig.labels] == labels != labels0
+        assert [tuple(int(v) for v in f.color) for f in viewer.rig.frusta] == offset_colors(rm.offsets_frames())
+        after = rm.render(c2w, intr, 2.0)
+        assert np.abs(after - before).max() > 1e-3
+        np.testing.assert_allclose(after, final.render(c2w, intr, 2.0), rtol=0, atol=1e-12)   # as opened there
+        # another config's checkpoint: its first entries fit, the last does not
+        with np.load(ckpts[0]) as z:
+            arrays = {k: z[k] for k in z.files}
+        bad = [k for k in arrays if k != "meta" and not k.startswith(("offsets/", "adam/", "mixvoxels/"))][-1]
+        arrays[bad] = arrays[bad][:1]
+        np.savez(run / "checkpoints" / "step-99999999.npz", **arrays)
+        assert not viewer.reload() and rm.version == 1 and rm.ckpt.name == "step-99999999.npz"
+        assert logs[-1].endswith("step-99999999.npz: not loaded (it does not fit the model shown)")
+        np.testing.assert_array_equal(rm.render(c2w, intr, 2.0), after)
+        assert not viewer.reload() and f"| step shown | {total} / {total} |" in figures.content
+    finally:
+        viewer.stop()
 
 
 def test_server_serves_the_page_and_refuses_a_taken_port(tiny_run, run_model):
