@@ -91,3 +91,23 @@ def test_sync_estimate_on_a_generated_dataset(capture, tmp_path):
     est = np.asarray(json.loads((data / "offsets_init.json").read_text())["offsets_frames"])
     gt = true_offsets(scene)
     assert np.abs(est - (gt - gt[0])).max() < 1.0, (est, gt - gt[0])
+
+
+def test_training_on_the_prepared_folder_recovers_the_offsets(capture, prepared, tmp_path):
+    """The user's path: train on what prepare wrote (poses from SfM, trimmed videos, the audio
+    estimate as the offsets' start) and the joint optimisation keeps the offsets on the truth."""
+    from taichi_syncnerf.config import load_config
+    from taichi_syncnerf.metrics import offset_mae
+    from taichi_syncnerf.train import train
+
+    scene, _, index = capture
+    out, _ = prepared
+    cfg = load_config("synthetic/sync-kplanes", [
+        "data.downsample=4", "train.steps=400", "offsets.start_step=100", "offsets.freeze_step=null",
+        "train.val_every=null", "train.checkpoint_every=400"])
+    run_dir = tmp_path / "run"
+    train(cfg, out, run_dir, progress=False)
+    learned = json.loads((run_dir / "offsets.json").read_text())["cameras"]
+    truth = prepared_truth(scene, out, index)
+    err = offset_mae([c["offset_frames"] for c in learned], truth, exclude=[0])
+    assert err.mae_frames <= 0.3, (err, [c["offset_frames"] for c in learned], truth)
