@@ -13,6 +13,8 @@ Every model implements the same interface, which the training loop, ``testoptim`
 """
 from __future__ import annotations
 
+import numpy as np
+
 from taichi_syncnerf.errors import ConfigError
 
 
@@ -28,8 +30,28 @@ def model_class(kind: str):
     raise ConfigError(f"model.kind {kind!r} is not one of sync-kplanes, sync-mixvoxels")
 
 
+def box_warning(model_bbox, ndc: bool, data_bbox) -> str | None:
+    """Why ``model.bbox`` does not fit a world-space dataset (its scene box reaches outside), or None.
+
+    A box given in a preset for a forward-facing rig is in normalised device coordinates; on a
+    world-space dataset (Blender layout) it would cut the scene.
+    """
+    if model_bbox is None or ndc:
+        return None
+    m, d = np.asarray(model_bbox, float).reshape(2, 3), np.asarray(data_bbox, float).reshape(2, 3)
+    if np.all(m[0] <= d[0] + 1e-9) and np.all(m[1] >= d[1] - 1e-9):
+        return None
+    return (f"model.bbox {m.tolist()} does not contain the dataset's scene box {d.tolist()}: the scene "
+            f"outside it is cut (use -o model.bbox=null for the dataset's box)")
+
+
 def build_model(cfg: dict, source):
     """The model of ``cfg["model"]["kind"]`` sized for the dataset ``source`` (a RaySource)."""
     cls = model_class(cfg["model"]["kind"])
+    message = box_warning(cfg["model"].get("bbox"), source.ndc, source.bbox)
+    if message:
+        from taichi_syncnerf.data.loaders import warn
+
+        warn(message)
     return cls(cfg, source.n_cameras, source.n_frames, source.test_index, source.ndc, source.near, source.far,
                source.bbox, source.background, max_rays=int(cfg["train"]["batch_rays"]))
