@@ -50,7 +50,8 @@ class Run:
         self.rdir = rdir
         self.lines, self.records = [], []
         self.t0 = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True)
         self.done = False
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=self._watch_log, daemon=True).start()
@@ -149,7 +150,7 @@ def browse(run: Run, url: str, user_dir: Path, state: dict):
         time.sleep(2.0)
 
 
-def one_run(args, scene: Path, rdir: Path, view: bool) -> dict:
+def one_run(args, scene: Path, rdir: Path, view: bool, port: int) -> dict:
     if rdir.exists():
         shutil.rmtree(rdir)
     cmd = EXE + ["train", args.config, "--data", str(scene), "--out", str(rdir), "--no-eval", "--quiet",
@@ -157,14 +158,17 @@ def one_run(args, scene: Path, rdir: Path, view: bool) -> dict:
                  "-o", f"train.checkpoint_every={args.checkpoint_every}"]
     cmd += sum([["-o", o] for o in args.overrides], [])
     if view:
-        cmd += ["--view", str(args.port)]
+        cmd += ["--view", str(port)]
     load = os.getloadavg()[0]
     run = Run(cmd, rdir)
     state = {}
     browser_thread = None
     if view:
+        profile = rdir.parent / f"chromium-{rdir.name}"      # a fresh profile: no lock left by a stopped run
+        if profile.exists():
+            shutil.rmtree(profile)
         browser_thread = threading.Thread(target=browse, daemon=True,
-                                          args=(run, f"http://127.0.0.1:{args.port}", rdir.parent / "chromium", state))
+                                          args=(run, f"http://127.0.0.1:{port}", profile, state))
         browser_thread.start()
     wall = run.wait_line("trained ", args.timeout)
     cpu = {"train_cpu_s": round(cpu_seconds(run.proc.pid, children=False), 1)}
@@ -176,11 +180,11 @@ def one_run(args, scene: Path, rdir: Path, view: bool) -> dict:
         if "browser" in state:
             state["browser"].close()
         run.wait_line("training is over", 60)
-        run.proc.send_signal(signal.SIGINT)
+        os.killpg(run.proc.pid, signal.SIGINT)          # Ctrl-C, as a terminal sends it: train and its viewer
         try:
             run.proc.wait(60)
         except subprocess.TimeoutExpired:
-            run.proc.kill()
+            os.killpg(run.proc.pid, signal.SIGKILL)
     run.finish()
     records = [(t, r) for t, r in run.records if "steps_per_s" in r]
     play = state.get("play_s")
@@ -249,8 +253,8 @@ def main():
     load_before = [round(v, 2) for v in os.getloadavg()]
     runs = []
     for i in range(args.pairs):
-        a = one_run(args, scene, out / f"plain-{i + 1}", view=False)
-        b = one_run(args, scene, out / f"view-{i + 1}", view=True)
+        a = one_run(args, scene, out / f"plain-{i + 1}", view=False, port=args.port + i)
+        b = one_run(args, scene, out / f"view-{i + 1}", view=True, port=args.port + i)
         # the A run is measured from the step where the browser of its B run started playing
         for r in (figures(a, b["from_step"]), figures(b, b["from_step"])):
             print(describe(i, r), flush=True)
