@@ -96,17 +96,21 @@ def test_sync_estimate_on_a_generated_dataset(capture, tmp_path):
 def test_training_on_the_prepared_folder_recovers_the_offsets(capture, prepared, tmp_path):
     """The user's path: train on what prepare wrote (poses from SfM, trimmed videos, the audio
     estimate as the offsets' start) and the joint optimisation keeps the offsets on the truth."""
-    from taichi_syncnerf.config import load_config
+    import subprocess
+    import sys
+
     from taichi_syncnerf.metrics import offset_mae
-    from taichi_syncnerf.train import train
 
     scene, _, index = capture
     out, _ = prepared
-    cfg = load_config("synthetic/sync-kplanes", [
-        "data.downsample=4", "train.steps=400", "offsets.start_step=100", "offsets.freeze_step=null",
-        "train.val_every=null", "train.checkpoint_every=400"])
     run_dir = tmp_path / "run"
-    train(cfg, out, run_dir, progress=False)
+    overrides = ["data.downsample=4", "train.steps=400", "offsets.start_step=100", "offsets.freeze_step=null",
+                 "train.val_every=null", "train.checkpoint_every=400"]
+    # a process of its own: the preset-sized model's fields are freed when it ends
+    res = subprocess.run([sys.executable, "-m", "taichi_syncnerf.cli.main", "train", "synthetic/sync-kplanes",
+                          "--data", str(out), "--out", str(run_dir), "--threads", "2", "--quiet", "--no-eval"]
+                         + sum([["-o", o] for o in overrides], []), capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
     learned = json.loads((run_dir / "offsets.json").read_text())["cameras"]
     truth = prepared_truth(scene, out, index)
     err = offset_mae([c["offset_frames"] for c in learned], truth, exclude=[0])
