@@ -58,7 +58,7 @@ def make_scene(scene: Path, args: list, log: Path) -> Path:
     return scene
 
 
-def _resolved_config(config: str, scene: Path, variant: str, seed: int, overrides) -> dict:
+def _resolved_config(config: str, variant: str, seed: int, overrides) -> dict:
     """The configuration ``train`` would resolve for these arguments (what a run stores in
     config.yaml), without the paths."""
     from taichi_syncnerf.config import load_config
@@ -89,7 +89,7 @@ def _finished(rdir: Path, config: str, scene: Path, variant: str, seed: int, ove
     if "test" not in m or (testoptim and "test_before_testoptim" not in m):
         return None
     stored.get("data", {}).pop("path", None)
-    if stored != _resolved_config(config, scene, variant, seed, overrides):
+    if stored != _resolved_config(config, variant, seed, overrides):
         return None
     try:
         return json.loads((rdir / "measure.json").read_text())
@@ -122,7 +122,8 @@ def train_and_measure(rdir: Path, config: str, scene: Path, variant: str, seed: 
             t_wall, _ = run(EXE + ["testoptim", str(rdir)] + rt, Path(f"{rdir}-testoptim.log"))
         timing = {"train_wall_s": round(wall, 1), "train_peak_rss_mib": round(rss, 1),
                   "testoptim_wall_s": None if t_wall is None else round(t_wall, 1), "threads": threads}
-        (rdir / "measure.json").write_text(json.dumps(timing))
+        from taichi_syncnerf.io_utils import write_text_atomic
+        write_text_atomic(rdir / "measure.json", json.dumps(timing))
     m = json.loads((rdir / "metrics.json").read_text())
     before = m.get("test_before_testoptim", m["test"])
     log = [json.loads(line) for line in (rdir / "log.jsonl").read_text().splitlines()]
