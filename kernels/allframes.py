@@ -7,9 +7,11 @@ Two stages, each with a hand-written backward:
    table row ``q = slot[i] * F + f`` (the slot is the ray's camera for the time function, 0 for
    the per-frame head)::
 
-       sigma[i, f]  = scale * relu(<hs[i], zs[q, :D]> + zs[q, D])
+       sigma[i, f]  = scale * act(<hs[i], zs[q, :D]> + zs[q, D])
        rgb[i, f, c] = sigmoid(<hc[i], zc[q, c (D+1) : c (D+1) + D]> + zc[q, c (D+1) + D])
 
+   ``act`` is ``relu`` (the reference) or ``softplus`` (``activation="softplus"``: never exactly
+   flat, so a density pushed below zero everywhere early in training can come back).
    ``hs``, ``hc`` (N, D) are the per-sample trunk features; ``zs`` (K F (D + 1),) and
    ``zc`` (K F 3 (D + 1),) flat fields holding the per-(slot, frame) query rows (row-major, as
    written above with ``zs[q, j] = zs[q * (D + 1) + j]``, ``zc[q, j] = zc[q * 3 (D + 1) + j]``)
@@ -48,9 +50,15 @@ import taichi as ti
 
 @ti.data_oriented
 class FrameHead:
-    def __init__(self, max_samples: int, n_frames: int, width: int, density_scale: float = 1.0):
+    ACTIVATIONS = ("relu", "softplus")
+
+    def __init__(self, max_samples: int, n_frames: int, width: int, density_scale: float = 1.0,
+                 activation: str = "relu"):
         self.max_samples, self.F, self.D = int(max_samples), int(n_frames), int(width)
         self.scale = float(density_scale)
+        if activation not in self.ACTIVATIONS:
+            raise ValueError(f"density activation {activation!r} is not one of {self.ACTIVATIONS}")
+        self.softplus = int(activation == "softplus")
         self.sigma = ti.field(float, shape=(self.max_samples, self.F), needs_grad=True)
         self.rgb = ti.field(float, shape=(self.max_samples, self.F, 3), needs_grad=True)
         # gradients with respect to the pre-activations, computed once per backward
@@ -60,20 +68,27 @@ class FrameHead:
     def forward(self, hs, hc, zs, zc, slot, n: int) -> None:
         if not 0 <= n <= self.max_samples:
             raise ValueError(f"n={n} outside [0, {self.max_samples}]")
-        _head_forward(hs, hc, zs, zc, slot, self.sigma, self.rgb, int(n), self.F, self.D, self.scale)
+        _head_forward(hs, hc, zs, zc, slot, self.sigma, self.rgb, int(n), self.F, self.D, self.scale, self.softplus)
 
     def backward(self, hs, hc, zs, zc, slot, slot_start, n_slots: int, n: int) -> None:
-        _pre_grads(self.sigma, self.rgb, self._gs, self._gc, int(n), self.F, self.scale)
+        _pre_grads(self.sigma, self.rgb, self._gs, self._gc, int(n), self.F, self.scale, self.softplus)
         _head_feature_grad(hs, hc, zs, zc, slot, self._gs, self._gc, int(n), self.F, self.D)
         _head_table_grad(hs, hc, zs, zc, slot_start, self._gs, self._gc, int(n_slots), self.F, self.D)
 
 
 @ti.kernel
 def _pre_grads(sigma: ti.template(), rgb: ti.template(), gs: ti.template(), gc: ti.template(), n: int, F: int,
-               scale: float):
+               scale: float, softplus: int):
     for i, f in ti.ndrange(n, F):
         g = 0.0
-        if sigma[i, f] > 0.0:
+        if softplus:
+            # softplus'(a) = sigmoid(a) = 1 - exp(-softplus(a)), from the stored output
+            sp = sigma[i, f] / scale
+            d = 1.0 - ti.exp(-sp)
+            if sp < 1e-3:
+                d = sp * (1.0 - 0.5 * sp)
+            g = sigma.grad[i, f] * scale * d
+        elif sigma[i, f] > 0.0:
             g = sigma.grad[i, f] * scale
         gs[i, f] = g
         for ch in ti.static(range(3)):
@@ -84,7 +99,7 @@ def _pre_grads(sigma: ti.template(), rgb: ti.template(), gs: ti.template(), gc: 
 @ti.kernel
 def _head_forward(hs: ti.template(), hc: ti.template(), zs: ti.template(), zc: ti.template(),
                   slot: ti.template(), sigma: ti.template(), rgb: ti.template(), n: int, F: int, D: int,
-                  scale: float):
+                  scale: float, softplus: int):
     for i, f in ti.ndrange(n, F):
         q = slot[i] * F + f
         a = zs[q * (D + 1) + D]
@@ -95,7 +110,10 @@ def _head_forward(hs: ti.template(), hc: ti.template(), zs: ti.template(), zc: t
             c0 += h * zc[q * 3 * (D + 1) + d]
             c1 += h * zc[q * 3 * (D + 1) + D + 1 + d]
             c2 += h * zc[q * 3 * (D + 1) + 2 * D + 2 + d]
-        sigma[i, f] = scale * ti.max(a, 0.0)
+        if softplus:
+            sigma[i, f] = scale * (ti.max(a, 0.0) + ti.log(1.0 + ti.exp(-ti.abs(a))))
+        else:
+            sigma[i, f] = scale * ti.max(a, 0.0)
         rgb[i, f, 0] = 1.0 / (1.0 + ti.exp(-c0))
         rgb[i, f, 1] = 1.0 / (1.0 + ti.exp(-c1))
         rgb[i, f, 2] = 1.0 / (1.0 + ti.exp(-c2))

@@ -68,6 +68,7 @@ DEFAULTS: dict[str, Any] = {
         "alpha_mask_threshold": 1.0e-5,
         "n_samples": 128,  # per ray, inside the (shrunk) box
         "density_scale": 25.0,
+        "dynamic_density_activation": "relu",  # relu (the reference) | softplus
         "static_hidden": 128,
         "trunk_hidden": 512,
         "width": 512,  # trunk feature width D (the per-frame / time queries' width)
@@ -429,6 +430,8 @@ def _validate_mixvoxels(mx: dict, require) -> None:
         require(_is_int_list(mx[key], 0), f"mixvoxels.{key}", "must be a list of integers >= 0")
     require(_is_int(mx["stage1_steps"]) and mx["stage1_steps"] >= 0, "mixvoxels.stage1_steps",
             "must be an integer >= 0")
+    require(mx["dynamic_density_activation"] in ("relu", "softplus"), "mixvoxels.dynamic_density_activation",
+            "must be relu or softplus")
 
 
 def dump_config(cfg: dict) -> str:

@@ -93,9 +93,10 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState):
         self.packed = RaySampler(R, S)  # the samples the alpha mask keeps
         self.smp = self.coarse
         self.renderer = VolumeRenderer(R, S, colour=True)
-        self.frame_head = allframes.FrameHead(S, n_frames, D, float(mx["density_scale"]))
+        act = str(mx["dynamic_density_activation"])
+        self.frame_head = allframes.FrameHead(S, n_frames, D, float(mx["density_scale"]), act)
         self.all_renderer = allframes.AllFramesRenderer(R, n_frames)
-        self.eval_head = allframes.FrameHead(S, 1, D, float(mx["density_scale"]))
+        self.eval_head = allframes.FrameHead(S, 1, D, float(mx["density_scale"]), act)
         self.eval_renderer = allframes.AllFramesRenderer(R, 1)
         self.eval_zs = ti.field(float, shape=R * (D + 1), needs_grad=True)
         self.eval_zc = ti.field(float, shape=R * 3 * (D + 1), needs_grad=True)

@@ -19,14 +19,15 @@ def _load(field, a):
     field.from_numpy(full)
 
 
-def test_head_forward_and_backward(rng):
+@pytest.mark.parametrize("activation", ["relu", "softplus"])
+def test_head_forward_and_backward(rng, activation):
     hs_f = ti.field(float, shape=(N, D), needs_grad=True)
     hc_f = ti.field(float, shape=(N, D), needs_grad=True)
     zs_f = ti.field(float, shape=K * F * (D + 1), needs_grad=True)
     zc_f = ti.field(float, shape=K * F * 3 * (D + 1), needs_grad=True)
     slot_f = ti.field(ti.i32, shape=N)
     start_f = ti.field(ti.i32, shape=K + 1)
-    head = allframes.FrameHead(N, F, D, density_scale=SCALE)
+    head = allframes.FrameHead(N, F, D, density_scale=SCALE, activation=activation)
     hs, hc = rng.normal(size=(N, D)), rng.normal(size=(N, D))
     zs, zc = rng.normal(size=(K * F, D + 1)), rng.normal(size=(K * F, 3 * (D + 1)))
     slot = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1])
@@ -35,10 +36,13 @@ def test_head_forward_and_backward(rng):
                   (start_f, [0, 4, 9])):
         f_.from_numpy(np.asarray(a, f_.dtype == ti.i32 and np.int32 or np.float64))
     head.forward(hs_f, hc_f, zs_f, zc_f, slot_f, N)
-    s_want, c_want = ref.head(hs, hc, zs, zc, slot, F, SCALE)
+    s_want, c_want = ref.head(hs, hc, zs, zc, slot, F, SCALE, activation)
     np.testing.assert_allclose(head.sigma.to_numpy(), s_want, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(head.rgb.to_numpy(), c_want, rtol=1e-12, atol=1e-12)
-    assert (s_want == 0).any() and (s_want > 0).any()  # both sides of the ReLU are tested
+    if activation == "relu":
+        assert (s_want == 0).any() and (s_want > 0).any()  # both sides of the ReLU are tested
+    else:
+        assert (s_want < 0.3 * SCALE).any() and (s_want > SCALE).any()  # both tails of the softplus
     zs_f.grad.fill(0.25)  # accumulates
     zc_f.grad.fill(0.0)
     head.sigma.grad.from_numpy(gs)
@@ -46,7 +50,7 @@ def test_head_forward_and_backward(rng):
     head.backward(hs_f, hc_f, zs_f, zc_f, slot_f, start_f, K, N)
 
     def loss(hs_, hc_, zs_, zc_):
-        s, c = ref.head(hs_, hc_, zs_, zc_, slot, F, SCALE)
+        s, c = ref.head(hs_, hc_, zs_, zc_, slot, F, SCALE, activation)
         return float(np.sum(s * gs) + np.sum(c * gc))
 
     np.testing.assert_allclose(hs_f.grad.to_numpy(), finite_diff(lambda v: loss(v, hc, zs, zc), hs), atol=1e-6)
