@@ -30,9 +30,12 @@ Two stages, each with a hand-written backward:
        alpha = 1 - exp(-sigma delta), T_0 = 1, w_k = T_k alpha_k,
        colour[j, f] = sum_k w_k rgb_k + T_end * background
 
-   Backward: ``dL/dsigma_k = delta_k (g_k T_{k+1} - sum_{j>k} g_j w_j - <dC, bg> T_end)`` with
-   ``g_k = <dC, rgb_k>`` and ``dL/drgb_k = w_k dC``; reads ``colour.grad``, OVERWRITES
-   ``sigma.grad`` and ``rgb.grad`` of the dynamic samples of the rays rendered.
+   Backward: ``dL/dsigma_k = delta_k (g_k T_{k+1} - sum_{j>k} g_j w_j)`` with
+   ``g_k = <dC, rgb_k - background>`` and ``dL/drgb_k = w_k dC``, computed from the ray's last
+   sample backwards (suffix sums, no cancellation: "total minus prefix" loses every digit behind
+   a surface in f32) from the transmittance the forward kept per (sample, frame); reads
+   ``colour.grad``, OVERWRITES ``sigma.grad`` and ``rgb.grad`` of the dynamic samples of the rays
+   rendered.
 
 :func:`mse` gives the mean squared error over rays x frames x channels and writes
 ``colour.grad``.
@@ -157,22 +160,28 @@ def _head_table_grad(hs: ti.template(), hc: ti.template(), zs: ti.template(), zc
 
 @ti.data_oriented
 class AllFramesRenderer:
-    def __init__(self, max_rays: int, n_frames: int):
-        self.max_rays, self.F = int(max_rays), int(n_frames)
+    """``colour`` (max_rays, F, 3); ``trans`` (max_samples, F): the transmittance after each
+    sample of the rendered rays (kept for the backward)."""
+
+    def __init__(self, max_rays: int, n_frames: int, max_samples: int):
+        self.max_rays, self.F, self.max_samples = int(max_rays), int(n_frames), int(max_samples)
         self.colour = ti.field(float, shape=(self.max_rays, self.F, 3), needs_grad=True)
+        self.trans = ti.field(float, shape=(self.max_samples, self.F))
         self.background = (0.0, 0.0, 0.0)
 
     def forward(self, samples, rays, n_rays: int, dyn_index, sigma, rgb, sigma_st, rgb_st,
                 background=(0.0, 0.0, 0.0)) -> None:
         if not 0 <= n_rays <= self.max_rays:
             raise ValueError(f"n_rays={n_rays} outside [0, {self.max_rays}]")
+        if samples.max_samples > self.max_samples:
+            raise ValueError(f"a sample set of {samples.max_samples} exceeds the renderer's {self.max_samples}")
         self.background = tuple(float(v) for v in background)
         _render(samples.t0, samples.t1, samples.ray_start, samples.ray_count, rays, dyn_index, sigma, rgb,
-                sigma_st, rgb_st, self.colour, int(n_rays), self.F, *self.background)
+                sigma_st, rgb_st, self.colour, self.trans, int(n_rays), self.F, *self.background)
 
     def backward(self, samples, rays, n_rays: int, dyn_index, sigma, rgb, sigma_st, rgb_st) -> None:
         _render_backward(samples.t0, samples.t1, samples.ray_start, samples.ray_count, rays, dyn_index, sigma,
-                         rgb, sigma_st, rgb_st, self.colour, int(n_rays), self.F, *self.background)
+                         rgb, sigma_st, rgb_st, self.colour, self.trans, int(n_rays), self.F, *self.background)
 
 
 @ti.func
@@ -193,8 +202,8 @@ def _values(dyn_index: ti.template(), sigma: ti.template(), rgb: ti.template(), 
 @ti.kernel
 def _render(t0: ti.template(), t1: ti.template(), start: ti.template(), count: ti.template(),
             rays: ti.template(), dyn_index: ti.template(), sigma: ti.template(), rgb: ti.template(),
-            sigma_st: ti.template(), rgb_st: ti.template(), colour: ti.template(), n: int, F: int,
-            b0: float, b1: float, b2: float):
+            sigma_st: ti.template(), rgb_st: ti.template(), colour: ti.template(), trans: ti.template(), n: int,
+            F: int, b0: float, b1: float, b2: float):
     for j, f in ti.ndrange(n, F):
         r = rays[j]
         T = 1.0
@@ -204,6 +213,7 @@ def _render(t0: ti.template(), t1: ti.template(), start: ti.template(), count: t
             keep = ti.exp(-sg * (t1[s] - t0[s]))
             acc += T * (1.0 - keep) * c
             T *= keep
+            trans[s, f] = T
         acc += T * ti.Vector([b0, b1, b2])
         for ch in ti.static(range(3)):
             colour[j, f, ch] = acc[ch]
@@ -212,34 +222,28 @@ def _render(t0: ti.template(), t1: ti.template(), start: ti.template(), count: t
 @ti.kernel
 def _render_backward(t0: ti.template(), t1: ti.template(), start: ti.template(), count: ti.template(),
                      rays: ti.template(), dyn_index: ti.template(), sigma: ti.template(), rgb: ti.template(),
-                     sigma_st: ti.template(), rgb_st: ti.template(), colour: ti.template(), n: int, F: int,
-                     b0: float, b1: float, b2: float):
+                     sigma_st: ti.template(), rgb_st: ti.template(), colour: ti.template(), trans: ti.template(),
+                     n: int, F: int, b0: float, b1: float, b2: float):
     for j, f in ti.ndrange(n, F):
         r = rays[j]
-        g = ti.Vector([colour.grad[j, f, 0], colour.grad[j, f, 1], colour.grad[j, f, 2]])
-        T = 1.0
-        total = 0.0
-        for s in range(start[r], start[r] + count[r]):
-            _, sg, c = _values(dyn_index, sigma, rgb, sigma_st, rgb_st, s, f)
-            keep = ti.exp(-sg * (t1[s] - t0[s]))
-            total += T * (1.0 - keep) * g.dot(c)
-            T *= keep
-        total += T * g.dot(ti.Vector([b0, b1, b2]))
-        T = 1.0
-        prefix = 0.0
-        for s in range(start[r], start[r] + count[r]):
+        dc = ti.Vector([colour.grad[j, f, 0], colour.grad[j, f, 1], colour.grad[j, f, 2]])
+        bg = ti.Vector([b0, b1, b2])
+        a, c_ = start[r], count[r]
+        suffix = 0.0
+        for kk in range(c_):
+            s = a + c_ - 1 - kk
             idx, sg, c = _values(dyn_index, sigma, rgb, sigma_st, rgb_st, s, f)
             delta = t1[s] - t0[s]
-            keep = ti.exp(-sg * delta)
-            w = T * (1.0 - keep)
-            T_next = T * keep
-            gk = g.dot(c)
-            prefix += gk * w
+            T = 1.0
+            if s > a:
+                T = trans[s - 1, f]
+            w = T * (1.0 - ti.exp(-sg * delta))
+            gk = dc.dot(c - bg)
             if idx >= 0:
-                sigma.grad[idx, f] = delta * (gk * T_next - (total - prefix))
+                sigma.grad[idx, f] = delta * (gk * trans[s, f] - suffix)
                 for ch in ti.static(range(3)):
-                    rgb.grad[idx, f, ch] = w * g[ch]
-            T = T_next
+                    rgb.grad[idx, f, ch] = w * dc[ch]
+            suffix += gk * w
 
 
 @ti.kernel

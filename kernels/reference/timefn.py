@@ -23,3 +23,12 @@ def time_encoding(offsets, n_frames, n_freqs, per_camera=True):
     """The (K * F, 2L) table of kernels/timefn.time_encoding."""
     t = table_times(offsets, n_frames, per_camera)
     return encode_times(t, n_freqs).reshape(-1, 2 * n_freqs)
+
+
+def encode_times_derivative(t, n_freqs):
+    """d encode_times / dt (..., 2L)."""
+    tau = (np.asarray(t, np.float64) + 0.8) / 1.6
+    w = 2.0 ** np.arange(n_freqs)
+    ang = tau[..., None] * w
+    out = np.stack([np.cos(ang) * w, -np.sin(ang) * w], -1).reshape(*tau.shape, 2 * n_freqs)
+    return out / (1.6 * np.sqrt(n_freqs))

@@ -16,6 +16,13 @@ def weighted_bce(x, label, pos_weight):
     return float(np.mean(-pos_weight * y * np.log(p) - (1 - y) * np.log(1 - p)))
 
 
+def weighted_bce_grad(x, label, pos_weight):
+    """d weighted_bce / dx."""
+    x, y = np.asarray(x, np.float64), np.asarray(label, np.float64)
+    p = 1.0 / (1.0 + np.exp(-x))
+    return (p * (pos_weight * y + 1 - y) - pos_weight * y) / len(x)
+
+
 def route_samples(logit, ray_start, ray_count, ray_dynamic, half_window, threshold):
     out = np.zeros(len(logit), np.int64)
     for r, (a, c) in enumerate(zip(ray_start, ray_count)):

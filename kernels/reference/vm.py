@@ -75,3 +75,46 @@ def resample(params, comps, res, new_res):
         out.append(resample_grid(planes[p], new_res[b], new_res[a]).ravel())
         out.append(resample_grid(lines[p][:, None, :], new_res[w], 1).ravel())
     return np.concatenate(out)
+
+
+def _axis_weights(xv, r):
+    """Vectorised corner-aligned lookup along one axis: (i0, w, dpos)."""
+    pos = np.clip((xv + 1) / 2 * (r - 1), 0, r - 1)
+    dpos = np.where((xv >= -1) & (xv <= 1), (r - 1) / 2, 0.0)
+    i0 = np.minimum(np.floor(pos).astype(int), r - 2)
+    return i0, pos - i0, dpos
+
+
+def backward(params, x, g, comps, res):
+    """Gradients ``(dL/dparams (n_params,), dL/dx (N, 3))`` of ``L = sum(forward(params, x) * g)``."""
+    x, g = np.asarray(x, np.float64), np.asarray(g, np.float64)
+    planes, lines = split(params, comps, res)
+    gplanes = [np.zeros_like(p) for p in planes]
+    glines = [np.zeros_like(ln) for ln in lines]
+    dx = np.zeros((len(x), 3))
+    col = 0
+    for p, (a, b, w) in enumerate(_PAIRS):
+        C = comps[p]
+        gp_ = g[:, col:col + C]
+        col += C
+        ia, wa, da = _axis_weights(x[:, a], res[a])
+        ib, wb, db = _axis_weights(x[:, b], res[b])
+        iw, ww, dw = _axis_weights(x[:, w], res[w])
+        pl, ln = planes[p], lines[p]
+        v00, v01, v10, v11 = pl[ib, ia], pl[ib, ia + 1], pl[ib + 1, ia], pl[ib + 1, ia + 1]  # (N, C)
+        wa_, wb_, ww_ = wa[:, None], wb[:, None], ww[:, None]
+        pv = (1 - wa_) * (1 - wb_) * v00 + wa_ * (1 - wb_) * v01 + (1 - wa_) * wb_ * v10 + wa_ * wb_ * v11
+        lv = (1 - ww_) * ln[iw] + ww_ * ln[iw + 1]
+        gpl, gln = gp_ * lv, gp_ * pv
+        for (rb, ra), wt in (((ib, ia), (1 - wa_) * (1 - wb_)), ((ib, ia + 1), wa_ * (1 - wb_)),
+                             ((ib + 1, ia), (1 - wa_) * wb_), ((ib + 1, ia + 1), wa_ * wb_)):
+            np.add.at(gplanes[p], (rb, ra), gpl * wt)
+        np.add.at(glines[p], iw, gln * (1 - ww_))
+        np.add.at(glines[p], iw + 1, gln * ww_)
+        dx[:, a] += np.sum(gpl * ((1 - wb_) * (v01 - v00) + wb_ * (v11 - v10)), 1) * da
+        dx[:, b] += np.sum(gpl * ((1 - wa_) * (v10 - v00) + wa_ * (v11 - v01)), 1) * db
+        dx[:, w] += np.sum(gln * (ln[iw + 1] - ln[iw]), 1) * dw
+    flat = []
+    for p in range(3):
+        flat += [gplanes[p].ravel(), glines[p].ravel()]
+    return np.concatenate(flat), dx

@@ -96,7 +96,7 @@ def test_render_forward_and_backward(rng, packed):
         f_ = ti.field(dt, shape=np.shape(a), needs_grad=dt is float)
         f_.from_numpy(np.asarray(a, np.int32 if dt is ti.i32 else np.float64))
         fields[name] = f_
-    ren = allframes.AllFramesRenderer(4, F)
+    ren = allframes.AllFramesRenderer(4, F, 32)
     args = (smp, fields["rays"], 2, fields["dyn"], fields["sigma"], fields["rgb"], fields["sigma_st"],
             fields["rgb_st"])
     ren.forward(*args, background=bg)
@@ -120,3 +120,39 @@ def test_render_forward_and_backward(rng, packed):
     np.testing.assert_allclose(fields["rgb"].grad.to_numpy(), finite_diff(lambda v: fd_loss(sigma, v), rgb),
                                atol=1e-8)
     assert np.abs(fields["sigma"].grad.to_numpy()).max() > 1e-3
+
+
+@pytest.mark.parametrize("activation", ["relu", "softplus"])
+def test_reference_head_backward_matches_finite_differences(rng, activation):
+    """The numpy backward twins (used by the f32 checks) are themselves right."""
+    hs, hc = rng.normal(size=(N, D)), rng.normal(size=(N, D))
+    zs, zc = rng.normal(size=(K * F, D + 1)), rng.normal(size=(K * F, 3 * (D + 1)))
+    slot = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1])
+    gs, gc = rng.normal(size=(N, F)), rng.normal(size=(N, F, 3))
+    got = ref.head_backward(hs, hc, zs, zc, slot, F, gs, gc, SCALE, activation)
+
+    def loss(hs_, hc_, zs_, zc_):
+        s, c = ref.head(hs_, hc_, zs_, zc_, slot, F, SCALE, activation)
+        return float(np.sum(s * gs) + np.sum(c * gc))
+
+    for i, (v, fn) in enumerate(((hs, lambda v: loss(v, hc, zs, zc)), (hc, lambda v: loss(hs, v, zs, zc)),
+                                 (zs, lambda v: loss(hs, hc, v, zc)), (zc, lambda v: loss(hs, hc, zs, v)))):
+        np.testing.assert_allclose(got[i], finite_diff(fn, v), atol=1e-6)
+
+
+def test_reference_render_backward_matches_finite_differences(rng, packed):
+    p = packed.to_numpy()
+    S = packed.n_samples
+    rays = np.array([0, 2])
+    dyn_index = -np.ones(S, int)
+    dyn_samples = np.concatenate([p["ray_start"][0] + np.array([0, 2, 3]), p["ray_start"][2] + np.array([1, 4, 5])])
+    dyn_index[dyn_samples] = np.arange(len(dyn_samples))
+    nd = len(dyn_samples)
+    sigma, rgb = rng.uniform(0, 3, (nd, F)), rng.uniform(0, 1, (nd, F, 3))
+    sigma_st, rgb_st = rng.uniform(0, 3, S), rng.uniform(0, 1, (S, 3))
+    bg, dc = (0.2, 0.5, 1.0), rng.normal(size=(2, F, 3))
+    args = (p["t0"], p["t1"], p["ray_start"], p["ray_count"], rays, dyn_index)
+    ds, drgb = ref.render_backward(*args, sigma, rgb, sigma_st, rgb_st, bg, dc)
+    loss = lambda sg, c: float(np.sum(ref.render(*args, sg, c, sigma_st, rgb_st, bg) * dc))  # noqa: E731
+    np.testing.assert_allclose(ds, finite_diff(lambda v: loss(v, rgb), sigma), atol=1e-7)
+    np.testing.assert_allclose(drgb, finite_diff(lambda v: loss(sigma, v), rgb), atol=1e-7)

@@ -57,3 +57,11 @@ def test_encoding_at_arbitrary_times(rng):
     times.from_numpy(t)
     timefn.time_encoding_at(times, out, 11, L)
     np.testing.assert_allclose(out.to_numpy(), ref.encode_times(t, L), rtol=1e-12, atol=1e-12)
+
+
+def test_reference_time_derivative_matches_finite_differences(rng):
+    t = rng.uniform(-1, 1, 9)
+    g = rng.normal(size=(9, 2 * L))
+    got = np.sum(ref.encode_times_derivative(t, L) * g, axis=1)
+    want = finite_diff(lambda v: float(np.sum(ref.encode_times(v, L) * g)), t)
+    np.testing.assert_allclose(got, want, atol=1e-7)

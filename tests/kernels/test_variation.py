@@ -50,3 +50,9 @@ def test_routing_matches_reference(rng):
         variation.route_samples(logit, start, count, ray_dyn, out, R, half, thr)
         np.testing.assert_array_equal(out.to_numpy(), ref.route_samples(x, START, COUNTS, flags, half, thr))
     assert out.to_numpy()[START[3]:START[3] + 3].sum() == 0
+
+
+def test_reference_bce_gradient_matches_finite_differences(rng):
+    x, y = rng.normal(0, 2, 7), np.array([1.0, 0, 0, 1, 1, 0, 1])
+    np.testing.assert_allclose(ref.weighted_bce_grad(x, y, 19.0),
+                               finite_diff(lambda v: ref.weighted_bce(v, y, 19.0), x), atol=1e-7)

@@ -86,3 +86,13 @@ def test_bad_sizes_raise():
         vm.VMEncoder((1, 2), (4, 4, 4), max_points=4)
     with pytest.raises(ValueError, match="res"):
         vm.VMEncoder((1, 1, 1), (4, 1, 4), max_points=4)
+
+
+def test_reference_backward_matches_finite_differences(rng):
+    """The numpy backward twin (used by the f32 checks) is itself right."""
+    params, pts = rng.normal(size=vm.vm_layout(COMPS, RES)[2]), _points(rng)
+    g = rng.normal(size=(N, sum(COMPS)))
+    dparams, dx = ref.backward(params, pts, g, COMPS, RES)
+    loss = lambda p, q: float(np.sum(ref.forward(p, q, COMPS, RES) * g))  # noqa: E731
+    np.testing.assert_allclose(dparams, finite_diff(lambda p: loss(p, pts), params), atol=1e-7)
+    np.testing.assert_allclose(dx, finite_diff(lambda q: loss(params, q), pts), atol=1e-7)
