@@ -43,6 +43,17 @@ from taichi_syncnerf import runtime
 # are 0 are skipped.
 
 
+@ti.func
+def _tv(params: ti.template(), k, v, down, up, right, left, ch, cw):
+    """Texel k's TV term ``ch dd^2 + cw dr^2`` (differences to the next row and column) and the
+    gradient of the plane's TV sum with respect to it (offsets 0 past a border)."""
+    dd = params[k + down] - v
+    du = v - params[k - up]
+    dr = params[k + right] - v
+    dl = v - params[k - left]
+    return ch * dd * dd + cw * dr * dr, 2.0 * (ch * (du - dd) + cw * (dl - dr))
+
+
 @ti.kernel
 def _regularize(params: ti.template(), meta: ti.template(), coef: ti.template(), acc: ti.template(),
                 max_h: ti.i32, nf: ti.template()):
@@ -76,19 +87,15 @@ def _regularize(params: ti.template(), meta: ti.template(), coef: ti.template(),
                     for f in ti.static(range(nf)):
                         k = k0 + f
                         v = params[k]
-                        dd = params[k + down] - v
-                        du = v - params[k - up]
-                        dr = params[k + right] - v
-                        dl = v - params[k - left]
+                        t, gt = _tv(params, k, v, down, up, right, left, ch, cw)
                         d0 = params[k + 2 * first] - 2.0 * params[k + first] + v
                         d1 = params[k + middle] - 2.0 * v + params[k - middle]
                         d2 = v - 2.0 * params[k - last] + params[k - 2 * last]
                         d = v - 1.0
-                        tv[f] += ch * dd * dd + cw * dr * dr
+                        tv[f] += t
                         sm[f] += cs * d0 * d0
                         l1[f] += cl * ti.abs(d)
-                        params.grad[k] = params.grad[k] + (2.0 * (ch * (du - dd) + cw * (dl - dr))
-                                                           + 2.0 * cs * (d0 - 2.0 * d1 + d2)
+                        params.grad[k] = params.grad[k] + (gt + 2.0 * cs * (d0 - 2.0 * d1 + d2)
                                                            + cl * (ti.select(d > 0.0, 1.0, 0.0)
                                                                    - ti.select(d < 0.0, 1.0, 0.0)))
             elif ch != 0.0 or cw != 0.0:
@@ -98,13 +105,9 @@ def _regularize(params: ti.template(), meta: ti.template(), coef: ti.template(),
                     left = nf if c > 0 else 0
                     for f in ti.static(range(nf)):
                         k = k0 + f
-                        v = params[k]
-                        dd = params[k + down] - v
-                        du = v - params[k - up]
-                        dr = params[k + right] - v
-                        dl = v - params[k - left]
-                        tv[f] += ch * dd * dd + cw * dr * dr
-                        params.grad[k] = params.grad[k] + 2.0 * (ch * (du - dd) + cw * (dl - dr))
+                        t, gt = _tv(params, k, params[k], down, up, right, left, ch, cw)
+                        tv[f] += t
+                        params.grad[k] = params.grad[k] + gt
             acc[0] += tv.sum()
             acc[1] += sm.sum()
             acc[2] += l1.sum()
