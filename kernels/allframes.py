@@ -99,6 +99,17 @@ def _pre_grads(sigma: ti.template(), rgb: ti.template(), gs: ti.template(), gc: 
             gc[i, f, ch] = rgb.grad[i, f, ch] * v * (1.0 - v)
 
 
+@ti.func
+def _softplus(a):
+    """``log(1 + exp(a))`` without the cancellation of ``log(1 + tiny)`` (which would return an exact
+    0, and so a flat density, for a << 0)."""
+    e = ti.exp(-ti.abs(a))
+    tail = ti.log(1.0 + e)
+    if e < 1e-3:
+        tail = e * (1.0 - e * (0.5 - e * (1.0 / 3.0 - 0.25 * e)))
+    return ti.max(a, 0.0) + tail
+
+
 @ti.kernel
 def _head_forward(hs: ti.template(), hc: ti.template(), zs: ti.template(), zc: ti.template(),
                   slot: ti.template(), sigma: ti.template(), rgb: ti.template(), n: int, F: int, D: int,
@@ -114,7 +125,7 @@ def _head_forward(hs: ti.template(), hc: ti.template(), zs: ti.template(), zc: t
             c1 += h * zc[q * 3 * (D + 1) + D + 1 + d]
             c2 += h * zc[q * 3 * (D + 1) + 2 * D + 2 + d]
         if softplus:
-            sigma[i, f] = scale * (ti.max(a, 0.0) + ti.log(1.0 + ti.exp(-ti.abs(a))))
+            sigma[i, f] = scale * _softplus(a)
         else:
             sigma[i, f] = scale * ti.max(a, 0.0)
         rgb[i, f, 0] = 1.0 / (1.0 + ti.exp(-c0))

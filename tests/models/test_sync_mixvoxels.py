@@ -161,3 +161,30 @@ def test_upsample_alpha_mask_and_checkpoint_round_trip(model):
     np.testing.assert_array_equal(model.sample_box, box)
     n = model.load_rays(batch["origins"], batch["dirs"], batch["dirs"], np.zeros(R), batch["cams"])
     np.testing.assert_allclose(model.render_rays(n), want, atol=1e-12)
+
+
+def test_softplus_dynamic_density_keeps_a_gradient_where_relu_is_flat(model):
+    """A dynamic density pushed below 0 for every sample and frame: with relu no gradient reaches
+    the dynamic branch any more (it has died); with softplus it does, so it can come back."""
+    randomize(model)
+    batch = make_batch()
+    model.mx["stage1_steps"] = 10  # the per-frame head, whose bias can hold every frame below 0
+    after = model.after_training
+    model.after_training = False
+    zs = model.per_frame.zs.to_numpy().reshape(F, -1)
+    zs[:, :-1] *= 0.01  # queries small, bias far below 0: no sample's density is above 0
+    zs[:, -1] = -20.0
+    model.per_frame.zs.from_numpy(zs.ravel())
+    try:
+        found = {}
+        for act in (0, 1):
+            model.frame_head.softplus = act
+            stats, grads = grads_and_loss(model, batch)
+            assert model._n_dyn > 0 and stats["mse_dynamic"] > 0
+            found[act] = {k: np.abs(grads[k]).max() for k in ("dynamic.density", "dynamic.trunk_s", "per_frame.zs")}
+        assert found[0] and all(v == 0 for v in found[0].values()), ("relu", found)
+        assert all(v > 0 for v in found[1].values()), ("softplus", found)
+    finally:
+        model.frame_head.softplus = 0
+        model.mx["stage1_steps"] = 0
+        model.after_training = after
