@@ -10,8 +10,9 @@ Two stages, each with a hand-written backward:
        sigma[i, f]  = scale * act(<hs[i], zs[q, :D]> + zs[q, D])
        rgb[i, f, c] = sigmoid(<hc[i], zc[q, c (D+1) : c (D+1) + D]> + zc[q, c (D+1) + D])
 
-   ``act`` is ``relu`` (the reference) or ``softplus`` (``activation="softplus"``: never exactly
-   flat, so a density pushed below zero everywhere early in training can come back).
+   ``act`` is ``relu`` (the reference) or ``softplus_b(a) = log(1 + exp(b a)) / b``
+   (``activation="softplus"``, ``sharpness=b``: never exactly flat, so a density pushed below
+   zero everywhere early in training can come back; the larger ``b``, the closer to relu).
    ``hs``, ``hc`` (N, D) are the per-sample trunk features; ``zs`` (K F (D + 1),) and
    ``zc`` (K F 3 (D + 1),) flat fields holding the per-(slot, frame) query rows (row-major, as
    written above with ``zs[q, j] = zs[q * (D + 1) + j]``, ``zc[q, j] = zc[q * 3 (D + 1) + j]``)
@@ -56,12 +57,15 @@ class FrameHead:
     ACTIVATIONS = ("relu", "softplus")
 
     def __init__(self, max_samples: int, n_frames: int, width: int, density_scale: float = 1.0,
-                 activation: str = "relu"):
+                 activation: str = "relu", sharpness: float = 1.0):
         self.max_samples, self.F, self.D = int(max_samples), int(n_frames), int(width)
         self.scale = float(density_scale)
         if activation not in self.ACTIVATIONS:
             raise ValueError(f"density activation {activation!r} is not one of {self.ACTIVATIONS}")
         self.softplus = int(activation == "softplus")
+        if not sharpness > 0:
+            raise ValueError(f"softplus sharpness must be > 0, got {sharpness}")
+        self.sharpness = float(sharpness)
         self.sigma = ti.field(float, shape=(self.max_samples, self.F), needs_grad=True)
         self.rgb = ti.field(float, shape=(self.max_samples, self.F, 3), needs_grad=True)
         # gradients with respect to the pre-activations, computed once per backward
@@ -71,22 +75,24 @@ class FrameHead:
     def forward(self, hs, hc, zs, zc, slot, n: int) -> None:
         if not 0 <= n <= self.max_samples:
             raise ValueError(f"n={n} outside [0, {self.max_samples}]")
-        _head_forward(hs, hc, zs, zc, slot, self.sigma, self.rgb, int(n), self.F, self.D, self.scale, self.softplus)
+        _head_forward(hs, hc, zs, zc, slot, self.sigma, self.rgb, int(n), self.F, self.D, self.scale, self.softplus,
+                      self.sharpness)
 
     def backward(self, hs, hc, zs, zc, slot, slot_start, n_slots: int, n: int) -> None:
-        _pre_grads(self.sigma, self.rgb, self._gs, self._gc, int(n), self.F, self.scale, self.softplus)
+        _pre_grads(self.sigma, self.rgb, self._gs, self._gc, int(n), self.F, self.scale, self.softplus,
+                   self.sharpness)
         _head_feature_grad(hs, hc, zs, zc, slot, self._gs, self._gc, int(n), self.F, self.D)
         _head_table_grad(hs, hc, zs, zc, slot_start, self._gs, self._gc, int(n_slots), self.F, self.D)
 
 
 @ti.kernel
 def _pre_grads(sigma: ti.template(), rgb: ti.template(), gs: ti.template(), gc: ti.template(), n: int, F: int,
-               scale: float, softplus: int):
+               scale: float, softplus: int, sharpness: float):
     for i, f in ti.ndrange(n, F):
         g = 0.0
         if softplus:
-            # softplus'(a) = sigmoid(a) = 1 - exp(-softplus(a)), from the stored output
-            sp = sigma[i, f] / scale
+            # d/da softplus_b(a) = sigmoid(b a) = 1 - exp(-softplus(b a)), from the stored output
+            sp = sigma[i, f] * sharpness / scale
             d = 1.0 - ti.exp(-sp)
             if sp < 1e-3:
                 d = sp * (1.0 - 0.5 * sp)
@@ -113,7 +119,7 @@ def _softplus(a):
 @ti.kernel
 def _head_forward(hs: ti.template(), hc: ti.template(), zs: ti.template(), zc: ti.template(),
                   slot: ti.template(), sigma: ti.template(), rgb: ti.template(), n: int, F: int, D: int,
-                  scale: float, softplus: int):
+                  scale: float, softplus: int, sharpness: float):
     for i, f in ti.ndrange(n, F):
         q = slot[i] * F + f
         a = zs[q * (D + 1) + D]
@@ -125,7 +131,7 @@ def _head_forward(hs: ti.template(), hc: ti.template(), zs: ti.template(), zc: t
             c1 += h * zc[q * 3 * (D + 1) + D + 1 + d]
             c2 += h * zc[q * 3 * (D + 1) + 2 * D + 2 + d]
         if softplus:
-            sigma[i, f] = scale * _softplus(a)
+            sigma[i, f] = scale / sharpness * _softplus(sharpness * a)
         else:
             sigma[i, f] = scale * ti.max(a, 0.0)
         rgb[i, f, 0] = 1.0 / (1.0 + ti.exp(-c0))

@@ -69,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
         "n_samples": 128,  # per ray, inside the (shrunk) box
         "density_scale": 25.0,
         "dynamic_density_activation": "relu",  # relu (the reference) | softplus
+        "dynamic_density_sharpness": 1.0,  # softplus(b a) / b: larger b, closer to relu
         "static_hidden": 128,
         "trunk_hidden": 512,
         "width": 512,  # trunk feature width D (the per-frame / time queries' width)
@@ -418,6 +419,8 @@ def _validate_mixvoxels(mx: dict, require) -> None:
                 "must be a list of 3 positive integers")
     for key in ("n_samples", "static_hidden", "trunk_hidden", "width", "time_freqs", "time_hidden", "pool_kernel"):
         require(_is_int(mx[key]) and mx[key] > 0, f"mixvoxels.{key}", "must be a positive integer")
+    require(_is_number(mx["dynamic_density_sharpness"]) and mx["dynamic_density_sharpness"] > 0,
+            "mixvoxels.dynamic_density_sharpness", "must be a number > 0")
     for key in ("init_std", "density_scale", "lr_basis", "lr_time_scale", "bce_pos_weight", "bce_weight",
                 "alpha_mask_threshold", "std_threshold"):
         require(_is_number(mx[key]) and mx[key] >= 0, f"mixvoxels.{key}", "must be a non-negative number")

@@ -2,15 +2,16 @@
 import numpy as np
 
 
-def head(hs, hc, zs, zc, slot, n_frames, scale=1.0, activation="relu"):
+def head(hs, hc, zs, zc, slot, n_frames, scale=1.0, activation="relu", sharpness=1.0):
     """sigma (N, F), rgb (N, F, 3) of the per-(slot, frame) head (density ``activation``: relu or
-    softplus)."""
+    ``softplus(sharpness a) / sharpness``)."""
     hs, hc = np.asarray(hs, np.float64), np.asarray(hc, np.float64)
     D = hs.shape[1]
     rows = np.asarray(slot)[:, None] * n_frames + np.arange(n_frames)[None, :]  # (N, F)
     zsr = np.asarray(zs, np.float64)[rows]  # (N, F, D+1)
     a = np.einsum("nd,nfd->nf", hs, zsr[..., :D]) + zsr[..., D]
-    sigma = scale * (np.logaddexp(0.0, a) if activation == "softplus" else np.maximum(a, 0.0))
+    b = float(sharpness)
+    sigma = scale * (np.logaddexp(0.0, b * a) / b if activation == "softplus" else np.maximum(a, 0.0))
     zcr = np.asarray(zc, np.float64)[rows].reshape(len(hs), n_frames, 3, D + 1)
     pre = np.einsum("nd,nfcd->nfc", hc, zcr[..., :D]) + zcr[..., D]
     return sigma, 1.0 / (1.0 + np.exp(-pre))
@@ -33,7 +34,7 @@ def render(t0, t1, ray_start, ray_count, rays, dyn_index, sigma, rgb, sigma_st, 
     return out
 
 
-def head_backward(hs, hc, zs, zc, slot, n_frames, d_sigma, d_rgb, scale=1.0, activation="relu"):
+def head_backward(hs, hc, zs, zc, slot, n_frames, d_sigma, d_rgb, scale=1.0, activation="relu", sharpness=1.0):
     """Gradients ``(dhs, dhc, dzs, dzc)`` of ``L = sum(sigma * d_sigma) + sum(rgb * d_rgb)`` of
     :func:`head` (``dzs``, ``dzc`` shaped like ``zs``, ``zc``: (K F, D + 1), (K F, 3 (D + 1)))."""
     hs, hc = np.asarray(hs, np.float64), np.asarray(hc, np.float64)
@@ -42,7 +43,7 @@ def head_backward(hs, hc, zs, zc, slot, n_frames, d_sigma, d_rgb, scale=1.0, act
     rows = np.asarray(slot)[:, None] * n_frames + np.arange(n_frames)[None, :]
     zsr, zcr = zs[rows], zc[rows].reshape(N, n_frames, 3, D + 1)
     a = np.einsum("nd,nfd->nf", hs, zsr[..., :D]) + zsr[..., D]
-    da = 1.0 / (1.0 + np.exp(-a)) if activation == "softplus" else (a > 0).astype(np.float64)
+    da = 1.0 / (1.0 + np.exp(-sharpness * a)) if activation == "softplus" else (a > 0).astype(np.float64)
     gs = np.asarray(d_sigma, np.float64) * scale * da  # (N, F)
     pre = np.einsum("nd,nfcd->nfc", hc, zcr[..., :D]) + zcr[..., D]
     v = 1.0 / (1.0 + np.exp(-pre))

@@ -93,10 +93,10 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState):
         self.packed = RaySampler(R, S)  # the samples the alpha mask keeps
         self.smp = self.coarse
         self.renderer = VolumeRenderer(R, S, colour=True)
-        act = str(mx["dynamic_density_activation"])
-        self.frame_head = allframes.FrameHead(S, n_frames, D, float(mx["density_scale"]), act)
+        act = (str(mx["dynamic_density_activation"]), float(mx["dynamic_density_sharpness"]))
+        self.frame_head = allframes.FrameHead(S, n_frames, D, float(mx["density_scale"]), *act)
         self.all_renderer = allframes.AllFramesRenderer(R, n_frames, S)
-        self.eval_head = allframes.FrameHead(S, 1, D, float(mx["density_scale"]), act)
+        self.eval_head = allframes.FrameHead(S, 1, D, float(mx["density_scale"]), *act)
         self.eval_renderer = allframes.AllFramesRenderer(R, 1, S)
         self.eval_zs = ti.field(float, shape=R * (D + 1), needs_grad=True)
         self.eval_zc = ti.field(float, shape=R * 3 * (D + 1), needs_grad=True)

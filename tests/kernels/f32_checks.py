@@ -470,11 +470,12 @@ def check_allframes(rng):
     put(start_f, np.searchsorted(slot, np.arange(K + 1)).astype(np.int32))
     for k, v in (("hs", hs), ("hc", hc), ("zs", zs.ravel()), ("zc", zc.ravel())):
         put(fields[k], v)
-    for act in ("relu", "softplus"):
-        head = allframes.FrameHead(N, F, D, density_scale=25.0, activation=act)
+    for kind, b in (("relu", 1.0), ("softplus", 1.0), ("softplus", 8.0)):
+        head = allframes.FrameHead(N, F, D, density_scale=25.0, activation=kind, sharpness=b)
+        act = kind if b == 1.0 else f"{kind}{b:g}"
         args = (fields["hs"], fields["hc"], fields["zs"], fields["zc"], slot_f)
         head.forward(*args, N)
-        s_want, c_want = ref.head(hs, hc, zs, zc, slot, F, 25.0, act)
+        s_want, c_want = ref.head(hs, hc, zs, zc, slot, F, 25.0, kind, b)
         out[f"head_{act}_sigma"] = rel_err(head.sigma.to_numpy(), s_want)
         out[f"head_{act}_rgb"] = rel_err(head.rgb.to_numpy(), c_want)
         fields["zs"].grad.fill(0.0)
@@ -482,7 +483,7 @@ def check_allframes(rng):
         put(head.sigma.grad, gs)
         put(head.rgb.grad, gc)
         head.backward(*args, start_f, K, N)
-        want = ref.head_backward(hs, hc, zs, zc, slot, F, gs, gc, 25.0, act)
+        want = ref.head_backward(hs, hc, zs, zc, slot, F, gs, gc, 25.0, kind, b)
         for k, w in zip(("hs", "hc", "zs", "zc"), want):
             out[f"head_{act}_backward_{k}"] = rel_err(fields[k].grad.to_numpy().reshape(w.shape), w)
     # renderer: 8 rays of 96 samples (two ending opaque), 30 frames, about half the samples dynamic

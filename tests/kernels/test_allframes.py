@@ -19,15 +19,15 @@ def _load(field, a):
     field.from_numpy(full)
 
 
-@pytest.mark.parametrize("activation", ["relu", "softplus"])
-def test_head_forward_and_backward(rng, activation):
+@pytest.mark.parametrize("activation, sharpness", [("relu", 1.0), ("softplus", 1.0), ("softplus", 6.0)])
+def test_head_forward_and_backward(rng, activation, sharpness):
     hs_f = ti.field(float, shape=(N, D), needs_grad=True)
     hc_f = ti.field(float, shape=(N, D), needs_grad=True)
     zs_f = ti.field(float, shape=K * F * (D + 1), needs_grad=True)
     zc_f = ti.field(float, shape=K * F * 3 * (D + 1), needs_grad=True)
     slot_f = ti.field(ti.i32, shape=N)
     start_f = ti.field(ti.i32, shape=K + 1)
-    head = allframes.FrameHead(N, F, D, density_scale=SCALE, activation=activation)
+    head = allframes.FrameHead(N, F, D, density_scale=SCALE, activation=activation, sharpness=sharpness)
     hs, hc = rng.normal(size=(N, D)), rng.normal(size=(N, D))
     zs, zc = rng.normal(size=(K * F, D + 1)), rng.normal(size=(K * F, 3 * (D + 1)))
     zs[:3, D] = [-40.0, -12.0, 30.0]  # far tails of the softplus (exp(-40) is lost in 1 + exp(-40))
@@ -37,14 +37,14 @@ def test_head_forward_and_backward(rng, activation):
                   (start_f, [0, 4, 9])):
         f_.from_numpy(np.asarray(a, f_.dtype == ti.i32 and np.int32 or np.float64))
     head.forward(hs_f, hc_f, zs_f, zc_f, slot_f, N)
-    s_want, c_want = ref.head(hs, hc, zs, zc, slot, F, SCALE, activation)
+    s_want, c_want = ref.head(hs, hc, zs, zc, slot, F, SCALE, activation, sharpness)
     # softplus: relative to each entry, down to exp(-40) (a flat 0 there would stop training)
     np.testing.assert_allclose(head.sigma.to_numpy(), s_want, rtol=1e-12, atol=1e-12 if activation == "relu" else 0)
     np.testing.assert_allclose(head.rgb.to_numpy(), c_want, rtol=1e-12, atol=1e-12)
     if activation == "relu":
         assert (s_want == 0).any() and (s_want > 0).any()  # both sides of the ReLU are tested
     else:
-        assert (s_want < 0.3 * SCALE).any() and (s_want > SCALE).any()  # both tails of the softplus
+        assert (s_want < 0.3 * SCALE / sharpness).any() and (s_want > SCALE).any()  # both tails of the softplus
     zs_f.grad.fill(0.25)  # accumulates
     zc_f.grad.fill(0.0)
     head.sigma.grad.from_numpy(gs)
@@ -52,7 +52,7 @@ def test_head_forward_and_backward(rng, activation):
     head.backward(hs_f, hc_f, zs_f, zc_f, slot_f, start_f, K, N)
 
     def loss(hs_, hc_, zs_, zc_):
-        s, c = ref.head(hs_, hc_, zs_, zc_, slot, F, SCALE, activation)
+        s, c = ref.head(hs_, hc_, zs_, zc_, slot, F, SCALE, activation, sharpness)
         return float(np.sum(s * gs) + np.sum(c * gc))
 
     np.testing.assert_allclose(hs_f.grad.to_numpy(), finite_diff(lambda v: loss(v, hc, zs, zc), hs), atol=1e-6)
@@ -124,17 +124,17 @@ def test_render_forward_and_backward(rng, packed):
     assert np.abs(fields["sigma"].grad.to_numpy()).max() > 1e-3
 
 
-@pytest.mark.parametrize("activation", ["relu", "softplus"])
-def test_reference_head_backward_matches_finite_differences(rng, activation):
+@pytest.mark.parametrize("activation, sharpness", [("relu", 1.0), ("softplus", 1.0), ("softplus", 6.0)])
+def test_reference_head_backward_matches_finite_differences(rng, activation, sharpness):
     """The numpy backward twins (used by the f32 checks) are themselves right."""
     hs, hc = rng.normal(size=(N, D)), rng.normal(size=(N, D))
     zs, zc = rng.normal(size=(K * F, D + 1)), rng.normal(size=(K * F, 3 * (D + 1)))
     slot = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1])
     gs, gc = rng.normal(size=(N, F)), rng.normal(size=(N, F, 3))
-    got = ref.head_backward(hs, hc, zs, zc, slot, F, gs, gc, SCALE, activation)
+    got = ref.head_backward(hs, hc, zs, zc, slot, F, gs, gc, SCALE, activation, sharpness)
 
     def loss(hs_, hc_, zs_, zc_):
-        s, c = ref.head(hs_, hc_, zs_, zc_, slot, F, SCALE, activation)
+        s, c = ref.head(hs_, hc_, zs_, zc_, slot, F, SCALE, activation, sharpness)
         return float(np.sum(s * gs) + np.sum(c * gc))
 
     for i, (v, fn) in enumerate(((hs, lambda v: loss(v, hc, zs, zc)), (hc, lambda v: loss(hs, v, zs, zc)),
