@@ -40,7 +40,7 @@ def f32_errors():
     arch = os.environ.get("SYNCNERF_F32_ARCH", "cpu")
     script = Path(__file__).with_name("f32_checks.py")
     proc = subprocess.run([sys.executable, str(script), "--arch", arch, "--threads", "2"],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     if os.environ.get("SYNCNERF_F32_OUT"):  # benchmarks/gpu_check.sh collects the errors
