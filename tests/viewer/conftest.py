@@ -18,6 +18,20 @@ MIXVOXELS = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fresh_taichi_program():
+    """The viewer tests run last and start from a fresh Taichi program (same settings): the one
+    process running every test before them crashed (segmentation fault) a few tests into this
+    package, the position moving with the number of kernels and fields allocated earlier."""
+    import taichi as ti
+
+    from taichi_syncnerf import runtime
+
+    ti.reset()
+    runtime._state = None
+    return runtime.init(arch="cpu", threads=2, precision="f64")
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """(run folder, dataset folder) of a 4-camera, 12-frame, 32x24 forward-facing (NDC) scene."""
