@@ -15,7 +15,8 @@ an A run: from the step where it started in the B run after it), what the viewer
 then the medians of A and B and the slow-down in %. The last line is one JSON object.
 
     python benchmarks/viewer_overhead.py --out viewer-bench [--config synthetic/sync-kplanes]
-        [--steps 600] [--checkpoint-every 50] [--pairs 3] [--threads 1] [--port 8097] [-o key=value ...]
+        [--steps 600] [--checkpoint-every 50] [--pairs 3] [--threads 1] [--port 8097]
+        [--train-cpus 0 --browser-cpus 1] [-o key=value ...]
 """
 import argparse
 import json
@@ -46,12 +47,13 @@ FRAME_INFO = ("(() => { const t = document.body.innerText.split('\\n').filter(s 
 class Run:
     """One `train` process: its output lines and log.jsonl records, each with the time it appeared."""
 
-    def __init__(self, cmd, rdir: Path):
+    def __init__(self, cmd, rdir: Path, cpus=None):
         self.rdir = rdir
         self.lines, self.records = [], []
         self.t0 = time.monotonic()
+        pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=pin)
         self.done = False
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=self._watch_log, daemon=True).start()
@@ -120,8 +122,11 @@ def served(url: str) -> bool:
         return False
 
 
-def browse(run: Run, url: str, user_dir: Path, state: dict):
-    """Open the page once it is served and tick "play"; afterwards keep the panel's frame line."""
+def browse(run: Run, url: str, user_dir: Path, state: dict, cpus=None):
+    """Open the page once it is served and tick "play"; afterwards keep the panel's frame line.
+    ``cpus``: the CPUs the browser may use (this thread's affinity, which the browser inherits)."""
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
     while run.line_time("trained ") is None and not served(url):
         if run.proc.poll() is not None:
             return
@@ -160,7 +165,7 @@ def one_run(args, scene: Path, rdir: Path, view: bool, port: int) -> dict:
     if view:
         cmd += ["--view", str(port)]
     load = os.getloadavg()[0]
-    run = Run(cmd, rdir)
+    run = Run(cmd, rdir, args.train_cpus)
     state = {}
     browser_thread = None
     if view:
@@ -168,7 +173,7 @@ def one_run(args, scene: Path, rdir: Path, view: bool, port: int) -> dict:
         if profile.exists():
             shutil.rmtree(profile)
         browser_thread = threading.Thread(target=browse, daemon=True,
-                                          args=(run, f"http://127.0.0.1:{port}", profile, state))
+                                          args=(run, f"http://127.0.0.1:{port}", profile, state, args.browser_cpus))
         browser_thread.start()
     wall = run.wait_line("trained ", args.timeout)
     cpu = {"train_cpu_s": round(cpu_seconds(run.proc.pid, children=False), 1)}
@@ -216,6 +221,15 @@ def describe(i: int, r: dict) -> str:
     return text + f"  (load {r['load_1min']})"
 
 
+def cpu_list(text: str) -> set:
+    """``"0"``, ``"0,1"`` or ``"0-3"`` -> a set of CPU numbers."""
+    cpus = set()
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
 def slowdown(plain, view):
     return None if not plain or not view else round(100.0 * (plain / view - 1.0), 1)
 
@@ -231,6 +245,11 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="training threads (the viewer process uses 1)")
     ap.add_argument("--port", type=int, default=8097)
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds one run may take")
+    ap.add_argument("--train-cpus", type=cpu_list, default=None, metavar="LIST",
+                    help="pin `train` (and the viewer process it starts) to these CPUs, e.g. 0")
+    ap.add_argument("--browser-cpus", type=cpu_list, default=None, metavar="LIST",
+                    help="pin the browser to these CPUs, e.g. 1: with --train-cpus 0 the browser costs the "
+                         "training's CPU nothing, as a browser on another machine")
     ap.add_argument("-o", dest="overrides", action="append", default=[])
     args = ap.parse_args()
     if find_chromium() is None:
@@ -269,6 +288,8 @@ def main():
     summary = {"name": "viewer_overhead", "config": args.config, "steps": args.steps,
                "checkpoint_every": args.checkpoint_every, "pairs": args.pairs, "threads": args.threads,
                "overrides": args.overrides, "runs": runs,
+               "train_cpus": sorted(args.train_cpus) if args.train_cpus else None,
+               "browser_cpus": sorted(args.browser_cpus) if args.browser_cpus else None,
                "plain_wall_s": med(plain, "wall_s"), "view_wall_s": med(view, "wall_s"),
                "plain_steps_per_s": med(plain, "steps_per_s"), "view_steps_per_s": med(view, "steps_per_s"),
                "plain_steps_per_s_playing": med(plain, "steps_per_s_playing"),

@@ -51,6 +51,8 @@ Example::
 """
 import taichi as ti
 
+from .losses import softplus
+
 
 @ti.data_oriented
 class FrameHead:
@@ -87,10 +89,10 @@ class FrameHead:
 
 @ti.kernel
 def _pre_grads(sigma: ti.template(), rgb: ti.template(), gs: ti.template(), gc: ti.template(), n: int, F: int,
-               scale: float, softplus: int, sharpness: float):
+               scale: float, use_softplus: int, sharpness: float):
     for i, f in ti.ndrange(n, F):
         g = 0.0
-        if softplus:
+        if use_softplus:
             # d/da softplus_b(a) = sigmoid(b a) = 1 - exp(-softplus(b a)), from the stored output
             sp = sigma[i, f] * sharpness / scale
             d = 1.0 - ti.exp(-sp)
@@ -105,21 +107,10 @@ def _pre_grads(sigma: ti.template(), rgb: ti.template(), gs: ti.template(), gc: 
             gc[i, f, ch] = rgb.grad[i, f, ch] * v * (1.0 - v)
 
 
-@ti.func
-def _softplus(a):
-    """``log(1 + exp(a))`` without the cancellation of ``log(1 + tiny)`` (which would return an exact
-    0, and so a flat density, for a << 0)."""
-    e = ti.exp(-ti.abs(a))
-    tail = ti.log(1.0 + e)
-    if e < 1e-3:
-        tail = e * (1.0 - e * (0.5 - e * (1.0 / 3.0 - 0.25 * e)))
-    return ti.max(a, 0.0) + tail
-
-
 @ti.kernel
 def _head_forward(hs: ti.template(), hc: ti.template(), zs: ti.template(), zc: ti.template(),
                   slot: ti.template(), sigma: ti.template(), rgb: ti.template(), n: int, F: int, D: int,
-                  scale: float, softplus: int, sharpness: float):
+                  scale: float, use_softplus: int, sharpness: float):
     for i, f in ti.ndrange(n, F):
         q = slot[i] * F + f
         a = zs[q * (D + 1) + D]
@@ -130,8 +121,8 @@ def _head_forward(hs: ti.template(), hc: ti.template(), zs: ti.template(), zc: t
             c0 += h * zc[q * 3 * (D + 1) + d]
             c1 += h * zc[q * 3 * (D + 1) + D + 1 + d]
             c2 += h * zc[q * 3 * (D + 1) + 2 * D + 2 + d]
-        if softplus:
-            sigma[i, f] = scale / sharpness * _softplus(sharpness * a)
+        if use_softplus:
+            sigma[i, f] = scale / sharpness * softplus(sharpness * a)
         else:
             sigma[i, f] = scale * ti.max(a, 0.0)
         rgb[i, f, 0] = 1.0 / (1.0 + ti.exp(-c0))

@@ -15,6 +15,8 @@ OVERWRITES ``x.grad`` at exactly those entries from ``y.grad`` (other entries un
   ``dy * exp(clamp(x + bias, -15, 15))`` (a truncated derivative by design; ``bias = -1``).
 * sigmoid: numerically stable forward, backward ``dy * s (1 - s)``.
 
+:func:`softplus` is a ``ti.func`` for other kernels (the MixVoxels dynamic density, the BCE).
+
 Example::
 
     trunc_exp_forward(mlp_out, sigma, n, col=0)         # sigma (N,) from column 0 of (N, 16)
@@ -90,6 +92,17 @@ def _store(f: ti.template(), i, j, v):
         f[i] = v
     else:
         f[i, j] = v
+
+
+@ti.func
+def softplus(x):
+    """``log(1 + exp(x))`` (a ``ti.func``) without the cancellation of ``log(1 + tiny)``, which
+    returns an exact 0 in f32 for x below about -17 (a flat function, so no gradient)."""
+    e = ti.exp(-ti.abs(x))
+    tail = ti.log(1.0 + e)
+    if e < 1e-3:
+        tail = e * (1.0 - e * (0.5 - e * (1.0 / 3.0 - 0.25 * e)))
+    return ti.max(x, 0.0) + tail
 
 
 @ti.func

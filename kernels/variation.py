@@ -14,6 +14,8 @@ the static/dynamic routing of samples (MixVoxels).
 """
 import taichi as ti
 
+from .losses import softplus
+
 
 @ti.kernel
 def ray_max_logit(logit: ti.template(), start: ti.template(), count: ti.template(), ray_logit: ti.template(),
@@ -39,18 +41,13 @@ def ray_max_logit_backward(logit: ti.template(), start: ti.template(), count: ti
             logit.grad[argmax[r]] = ray_logit.grad[r]
 
 
-@ti.func
-def _softplus(x):
-    return ti.max(x, 0.0) + ti.log(1.0 + ti.exp(-ti.abs(x)))
-
-
 @ti.kernel
 def _bce(x: ti.template(), label: ti.template(), n: int, pos_weight: float, grad_scale: float) -> float:
     total = 0.0
     for r in range(n):
         v = x[r]
         y = label[r]
-        total += pos_weight * y * _softplus(-v) + (1.0 - y) * _softplus(v)
+        total += pos_weight * y * softplus(-v) + (1.0 - y) * softplus(v)
         sg = 1.0 / (1.0 + ti.exp(-v))
         x.grad[r] = grad_scale * (pos_weight * y * (sg - 1.0) + (1.0 - y) * sg)
     return total

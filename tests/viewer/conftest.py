@@ -14,7 +14,7 @@ TINY = [
 # on top of tests/models' tiny Sync-MixVoxels
 MIXVOXELS = [
     "train.steps=200", "train.checkpoint_every=100", "train.lr=0.1", "mixvoxels.stage1_steps=100",
-    "mixvoxels.upsample_steps=[150]", "mixvoxels.alpha_mask_steps=[150]",
+    "mixvoxels.upsample_steps=[150]", "mixvoxels.alpha_mask_steps=[150]", "offsets.lr_scale=1.0",
 ]
 
 

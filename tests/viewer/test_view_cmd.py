@@ -127,7 +127,7 @@ def check_stage_1_is_shown_by_the_head_training_uses(rm) -> None:
         np.testing.assert_allclose(shown[dyn], np.clip(trained[:, f], 0.0, 1.0), rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("kind_run", ["sync-kplanes"], indirect=True)
+@pytest.mark.parametrize("kind_run", ["sync-kplanes", "sync-mixvoxels"], indirect=True)
 def test_live_reload_follows_new_checkpoints(kind_run, tmp_path):
     """A run folder whose checkpoints appear one after another, as while training: the image, the rig's
     offsets and the figures follow; a checkpoint that does not fit the model is skipped, the model kept."""
