@@ -21,13 +21,16 @@ from taichi_syncnerf.errors import UserError
 @click.option("--max-load", type=click.FloatRange(0.01, 1.0), default=None,
               help="Share of one core the renders may take (each is followed by a rest) "
                    "[default: 0.1 with --live, else 1].")
+@click.option("--nice", "niceness", type=click.IntRange(0, 19), default=None,
+              help="Lower the priority (Unix nice) of the render and reload threads by this much, so that "
+                   "they take only the CPU the training leaves [default: 19 with --live, else 0].")
 @click.option("--wait-timeout", type=float, default=None,
               help="With --live: give up when no checkpoint appears within this many seconds.")
 @click.option("--benchmark", "bench_heights", default=None, metavar="H1,H2,...",
               help="Print frame times at these full heights (e.g. 96,384) from the test camera, then exit.")
 @runtime_options
 @user_errors
-def view(run, port, host, live, max_load, wait_timeout, bench_heights, arch, threads, precision):
+def view(run, port, host, live, max_load, niceness, wait_timeout, bench_heights, arch, threads, precision):
     """Look at a run in the browser: the model rendered from your camera, a time slider, the rig's offsets.
 
     Needs the viewer extra: pip install -e '.[viewer]'.
@@ -55,6 +58,7 @@ def view(run, port, host, live, max_load, wait_timeout, bench_heights, arch, thr
 
     viewer = Viewer(run, host=host, port=port, live=live,
                     max_load=(0.1 if live else 1.0) if max_load is None else max_load,
+                    niceness=(19 if live else 0) if niceness is None else niceness,
                     log=lambda s: click.echo(s, err=True))
     click.echo(f"viewer of {run} (step {viewer.model.step}) at {viewer.url}  (Ctrl-C to stop)", err=True)
     try:

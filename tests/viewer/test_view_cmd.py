@@ -1,8 +1,10 @@
 """``taichi-syncnerf view``: one-line errors, the figures panel, live reload and the server's page."""
 import json
+import os
 import shutil
 import socket
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -217,8 +219,20 @@ def test_train_view_refuses_a_taken_port_before_training(tiny_run, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def _thread_nice_values(pid: int) -> list[int]:
+    """The nice value of every thread of a process (Linux /proc; field 19 of each task's stat)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out.append(int(task.joinpath("stat").read_text().rsplit(")", 1)[1].split()[16]))
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
 def test_train_view_serves_the_run_live(tiny_run, tmp_path):
-    """``train --view``'s viewer process: it waits for the run, then serves it."""
+    """``train --view``'s viewer process: it waits for the run, then serves it; its reload thread runs
+    at nice 19 (training keeps the CPU), its main thread as it started."""
     pytest.importorskip("viser")
     from taichi_syncnerf.cli.view_cmd import LiveViewer
 
@@ -242,6 +256,12 @@ def test_train_view_serves_the_run_live(tiny_run, tmp_path):
                 time.sleep(0.5)
         assert "<html" in html.lower()
         assert "showing" not in viewer.log.read_text()      # nothing newer than what it opened
+        if Path(f"/proc/{viewer.proc.pid}/task").is_dir():    # the reload thread starts after the page
+            base = os.getpriority(os.PRIO_PROCESS, 0)
+            while min(19, base + 19) not in (nice := _thread_nice_values(viewer.proc.pid)):
+                assert time.monotonic() < end, f"no thread at nice {base} + 19: {nice}"
+                time.sleep(0.2)
+            assert base in nice, nice
     finally:
         viewer.stop()
     assert viewer.proc.returncode is not None
