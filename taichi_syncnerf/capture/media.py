@@ -25,7 +25,7 @@ from typing import Iterator
 
 import numpy as np
 
-from taichi_syncnerf.data.video import ffmpeg_exe
+from taichi_syncnerf.data.video import ffmpeg_exe, passthrough_flag
 from taichi_syncnerf.errors import DataError, UserError
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mts", ".mpg", ".mpeg"}
@@ -168,8 +168,9 @@ def _filters(video: InputVideo, width: int, height: int, fps: float) -> str:
 def decode(video: InputVideo, width: int, height: int, fps: float,
            max_frames: int | None = None) -> Iterator[np.ndarray]:
     """Yield ``(height, width, 3)`` uint8 RGB frames of ``video`` resampled to ``fps``."""
-    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(video.path), "-map", "0:v:0",
-           "-vf", _filters(video, width, height, fps), "-fps_mode", "passthrough",
+    exe = ffmpeg_exe()
+    cmd = [exe, "-nostdin", "-v", "error", "-i", str(video.path), "-map", "0:v:0",
+           "-vf", _filters(video, width, height, fps), *passthrough_flag(exe),
            "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     if max_frames is not None:
         cmd[cmd.index("-f"):cmd.index("-f")] = ["-frames:v", str(int(max_frames))]

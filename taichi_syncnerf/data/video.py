@@ -21,6 +21,7 @@ Example::
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -49,6 +50,23 @@ def ffmpeg_exe() -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@functools.lru_cache(maxsize=None)
+def passthrough_flag(exe: str) -> list[str]:
+    """Frame-rate passthrough option of this ffmpeg: ``-fps_mode`` from 5.1 on, ``-vsync`` before.
+
+    imageio-ffmpeg releases before 0.6 ship ffmpeg 4.2, which does not know ``-fps_mode``.
+    """
+    try:
+        out = subprocess.run([exe, "-hide_banner", "-version"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, timeout=30).stdout.decode(errors="replace")
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    m = re.search(r"ffmpeg version n?(\d+)\.(\d+)", out)
+    if m and (int(m.group(1)), int(m.group(2))) < (5, 1):
+        return ["-vsync", "passthrough"]
+    return ["-fps_mode", "passthrough"]
 
 
 @dataclass(frozen=True)
@@ -145,8 +163,9 @@ def iter_video(path: str | os.PathLike, max_frames: int | None = None,
     want = info.n_frames if max_frames is None else min(int(max_frames), info.n_frames)
     if want <= 0:
         return
-    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0",
-           "-fps_mode", "passthrough", "-frames:v", str(want), "-sws_flags", _SWS_FLAGS,
+    exe = ffmpeg_exe()
+    cmd = [exe, "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0",
+           *passthrough_flag(exe), "-frames:v", str(want), "-sws_flags", _SWS_FLAGS,
            "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     nbytes = info.width * info.height * 3
     with tempfile.TemporaryFile() as errf:

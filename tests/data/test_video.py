@@ -88,3 +88,18 @@ def test_unreadable_and_missing_files(tmp_path, content):
         probe_video(bad)
     with pytest.raises(DataError, match=r"nope\.mp4.*not found"):
         read_video(tmp_path / "nope.mp4")
+
+
+@pytest.mark.parametrize("banner,flag", [
+    ("ffmpeg version 4.2.2-static https://johnvansickle.com/ffmpeg/", "-vsync"),
+    ("ffmpeg version n9.0.2-17-g2a571b6068-20260930 Copyright", "-fps_mode"),
+    ("ffmpeg version 5.1.2 Copyright", "-fps_mode"),
+    ("ffmpeg version N-110000-gabcdef Copyright", "-fps_mode"),
+])
+def test_passthrough_flag_follows_ffmpeg_version(tmp_path, banner, flag):
+    from taichi_syncnerf.data.video import passthrough_flag
+
+    exe = tmp_path / "ffmpeg"
+    exe.write_text(f"#!/bin/sh\necho '{banner}'\n")
+    exe.chmod(0o755)
+    assert passthrough_flag(str(exe)) == [flag, "passthrough"]
