@@ -70,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
         "density_scale": 25.0,
         "dynamic_density_activation": "relu",  # relu (the reference) | softplus
         "dynamic_density_sharpness": 1.0,  # softplus(b a) / b: larger b, closer to relu
+        "dynamic_density_relu_step": None,  # softplus only: relu from this training step on (null: never)
         "static_hidden": 128,
         "trunk_hidden": 512,
         "width": 512,  # trunk feature width D (the per-frame / time queries' width)
@@ -435,6 +436,9 @@ def _validate_mixvoxels(mx: dict, require) -> None:
             "must be an integer >= 0")
     require(mx["dynamic_density_activation"] in ("relu", "softplus"), "mixvoxels.dynamic_density_activation",
             "must be relu or softplus")
+    k = mx["dynamic_density_relu_step"]
+    require(k is None or (_is_int(k) and k >= 0), "mixvoxels.dynamic_density_relu_step",
+            "must be null or an integer >= 0")
 
 
 def dump_config(cfg: dict) -> str:

@@ -116,6 +116,8 @@ def test_yaml_1_2_floats_do_not_change_pyyaml():
     ("testoptim.batch_rays=8192", "must not exceed train.batch_rays"),
     ("train.batch_rays=1024", "must not exceed train.batch_rays"),
     ("eval.max_frames=0", "eval.max_frames"),
+    ("mixvoxels.dynamic_density_relu_step=-1", "mixvoxels.dynamic_density_relu_step must be null or an integer"),
+    ("mixvoxels.dynamic_density_relu_step=1.5", "mixvoxels.dynamic_density_relu_step"),
     ("eval.lpips=maybe", "eval.lpips must be true or false"),
     ("model.color_hidden=[]", "model.color_hidden"),
     ("model.color_hidden=[64, 0]", "model.color_hidden"),

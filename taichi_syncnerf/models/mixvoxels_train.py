@@ -50,6 +50,7 @@ class MixVoxelsTraining:
                          offsets_only: bool = False) -> dict:
         """Total loss (``stats["loss"]``) and its gradient ACCUMULATED into every parameter group."""
         mx = self.mx
+        self._set_density_activation(self._final_step() if self.after_training else step)
         n = len(batch["cams"])
         if n > self.max_rays:
             raise ValueError(f"{n} rays exceed the model's batch capacity {self.max_rays}")

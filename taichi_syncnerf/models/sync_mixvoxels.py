@@ -158,7 +158,23 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState):
 
     def renders_with_time_function(self) -> bool:
         """The head the last training step used: the per-frame head while stage 1 lasts."""
-        return self.uses_time_function(10 ** 12 if self.steps_done is None else self.steps_done - 1)
+        return self.uses_time_function(self._final_step())
+
+    def _final_step(self) -> int:
+        """The step whose schedule applies after training (testoptim, rendering)."""
+        return 10 ** 12 if self.steps_done is None else self.steps_done - 1
+
+    def density_softplus(self, step: int) -> bool:
+        """Whether the dynamic density is a softplus at training ``step`` (else relu):
+        ``dynamic_density_activation: softplus`` until ``dynamic_density_relu_step``."""
+        mx = self.mx
+        if mx["dynamic_density_activation"] != "softplus":
+            return False
+        k = mx.get("dynamic_density_relu_step")
+        return k is None or step < int(k)
+
+    def _set_density_activation(self, step: int) -> None:
+        self.frame_head.softplus = self.eval_head.softplus = int(self.density_softplus(step))
 
     def _head(self, step: int):
         return self.time_fn if self.uses_time_function(step) else self.per_frame
@@ -247,6 +263,7 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState):
         the static render for static rays, the dynamic render at the ray's time otherwise (by the
         head of the last training step: per-frame queries during stage 1)."""
         n = int(n_rays)
+        self._set_density_activation(self._final_step())
         self._sample(n, jitter=False, seed=0)
         smp = self.smp
         self.static.forward(self.pts, self.rays_d, smp.ray_id, smp.n_samples)

@@ -177,14 +177,49 @@ def test_softplus_dynamic_density_keeps_a_gradient_where_relu_is_flat(model):
     model.per_frame.zs.from_numpy(zs.ravel())
     try:
         found = {}
-        for act in (0, 1):
-            model.frame_head.softplus = act
+        for act in ("relu", "softplus"):
+            model.mx["dynamic_density_activation"] = act
             stats, grads = grads_and_loss(model, batch)
+            assert model.frame_head.softplus == (act == "softplus")
             assert model._n_dyn > 0 and stats["mse_dynamic"] > 0
             found[act] = {k: np.abs(grads[k]).max() for k in ("dynamic.density", "dynamic.trunk_s", "per_frame.zs")}
-        assert found[0] and all(v == 0 for v in found[0].values()), ("relu", found)
-        assert all(v > 0 for v in found[1].values()), ("softplus", found)
+        assert found["relu"] and all(v == 0 for v in found["relu"].values()), ("relu", found)
+        assert all(v > 0 for v in found["softplus"].values()), ("softplus", found)
     finally:
-        model.frame_head.softplus = 0
+        model.mx["dynamic_density_activation"] = "relu"
         model.mx["stage1_steps"] = 0
         model.after_training = after
+
+
+def test_softplus_density_turns_relu_at_its_step_in_training_testoptim_and_rendering(model):
+    """``dynamic_density_relu_step``: softplus before the step, relu from it on, and the activation of
+    the last training step after training (testoptim, rendering)."""
+    randomize(model)
+    batch = make_batch()
+    mx, after, done = model.mx, model.after_training, model.steps_done
+    mx["dynamic_density_activation"], mx["dynamic_density_relu_step"] = "softplus", 5
+    model.after_training = False
+    try:
+        seen = {}
+        for step in (0, 4, 5, 9):
+            stats, _ = grads_and_loss(model, batch, step=step)
+            seen[step] = (model.frame_head.softplus, stats["loss"])
+        assert [seen[s][0] for s in (0, 4, 5, 9)] == [1, 1, 0, 0]
+        n = model.load_rays(batch["origins"], batch["dirs"], batch["dirs"], np.zeros(R), batch["cams"])
+        for steps_done, want in ((5, 1), (6, 0), (None, 0)):
+            model.steps_done = steps_done
+            model.render_rays(n)
+            assert model.eval_head.softplus == want, steps_done
+        model.after_training, model.steps_done = True, 3
+        grads_and_loss(model, batch, step=100)  # a testoptim step: the last training step's activation
+        assert model.frame_head.softplus == 1
+        mx["dynamic_density_relu_step"] = None
+        model.after_training = False
+        grads_and_loss(model, batch, step=10 ** 6)
+        assert model.frame_head.softplus == 1
+        mx["dynamic_density_activation"] = "relu"
+        grads_and_loss(model, batch, step=0)
+        assert model.frame_head.softplus == 0 and model.eval_head.softplus == 0
+    finally:
+        mx["dynamic_density_activation"], mx["dynamic_density_relu_step"] = "relu", None
+        model.after_training, model.steps_done = after, done
