@@ -22,8 +22,9 @@ from taichi_syncnerf.errors import UserError
               help="Share of one core the renders may take (each is followed by a rest) "
                    "[default: 0.1 with --live, else 1].")
 @click.option("--nice", "niceness", type=click.IntRange(0, 19), default=None,
-              help="Lower the priority (Unix nice) of the render and reload threads by this much, so that "
-                   "they take only the CPU the training leaves [default: 19 with --live, else 0].")
+              help="Once started, lower the priority (Unix nice) of every thread of the viewer by this much "
+                   "(renders, reloads, the server that sends the frames), so that it takes only the CPU the "
+                   "training leaves [default: 19 with --live, else 0].")
 @click.option("--wait-timeout", type=float, default=None,
               help="With --live: give up when no checkpoint appears within this many seconds.")
 @click.option("--benchmark", "bench_heights", default=None, metavar="H1,H2,...",

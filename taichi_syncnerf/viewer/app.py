@@ -5,9 +5,10 @@ Each connected browser gets a render thread: while its camera moves (or time pla
 renders the full height once. A full-height frame is abandoned as soon as the camera moves again.
 In live mode a poller reloads the run's newest checkpoint; ``max_load`` then caps the share of one
 core's time the renders take (each render is followed by a rest), and ``niceness`` lowers the
-priority of the render and reload threads (not of the start-up, which compiles the kernels), so
-that training keeps its pace: beside a training that keeps a core busy, a thread at nice 19 gets
-about 1.5 % of it.
+priority of every thread of the process once it has started (the render and reload threads,
+viser's server threads that encode and send the frames, Taichi's workers; not the start-up, which
+compiles the kernels), so that training keeps its pace: beside a training that keeps a core busy, a
+thread at nice 19 gets about 1.5 % of it.
 """
 from __future__ import annotations
 
@@ -28,6 +29,27 @@ from taichi_syncnerf.viewer.rig import RigDrawing, rig_cameras, scene_up
 
 SETTLE_S = 0.25         # the camera is "at rest" this long after its last move
 POLL_S = 1.0            # live mode: how often the checkpoints folder is looked at
+
+
+def lower_process_priority(niceness: int) -> None:
+    """Add ``niceness`` to the nice value of every thread of this process (the server's, Taichi's
+    workers', the main thread), and so of every thread they start later. Linux: per thread, through
+    /proc/self/task; elsewhere the process's nice value."""
+    if niceness <= 0:
+        return
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        try:
+            os.nice(niceness)
+        except (AttributeError, OSError):
+            pass
+        return
+    for task in tasks.iterdir():
+        try:
+            tid = int(task.name)
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
+        except (ValueError, OSError):
+            pass  # a thread that ended meanwhile
 
 
 def lower_thread_priority(niceness: int) -> None:
@@ -189,6 +211,9 @@ class Viewer:
             self.threads.append(threading.Thread(target=self._poll, daemon=True, name="poll"))
         for t in self.threads:
             t.start()
+        # after the start-up (which compiled the kernels at full priority): every thread, viser's
+        # server and Taichi's workers included, takes only the CPU the training leaves
+        lower_process_priority(self.niceness)
 
     def _warm_up(self) -> None:
         """One tiny render, so that the kernels are compiled before a browser waits for its first frame."""
