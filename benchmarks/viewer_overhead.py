@@ -215,6 +215,8 @@ def describe(i: int, r: dict) -> str:
             f"{r['steps_per_s']} steps/s (windows after the first), "
             f"{r['steps_per_s_playing']} steps/s after step {r['from_step']}")
     text += f"; CPU: training {r['train_cpu_s']} s"
+    if r["train_cpu_s"] is not None:
+        text += f" (off the CPU {r['wall_s'] - r['train_cpu_s']:.1f} s of the wall time)"
     if r["mode"] == "view":
         text += (f", viewer {r['viewer_cpu_s']} s, browser {r.get('browser_cpu_s')} s; browser playing from "
                  f"{r['play_s']} s; panel: {r['viewer_frames'] or 'no frame line'}")
@@ -277,6 +279,7 @@ def main():
         # the A run is measured from the step where the browser of its B run started playing
         for r in (figures(a, b["from_step"]), figures(b, b["from_step"])):
             print(describe(i, r), flush=True)
+        print(f"pair {i + 1}: wall slow-down {slowdown(b['wall_s'], a['wall_s'])} %", flush=True)
         runs += [a, b]
     plain = [r for r in runs if r["mode"] == "plain"]
     view = [r for r in runs if r["mode"] == "view"]
@@ -296,6 +299,7 @@ def main():
                "view_steps_per_s_playing": med(view, "steps_per_s_playing"),
                "load_before": load_before, "load_after": [round(v, 2) for v in os.getloadavg()]}
     summary["wall_slowdown_pct"] = slowdown(summary["view_wall_s"], summary["plain_wall_s"])
+    summary["pair_wall_slowdown_pct"] = [slowdown(b["wall_s"], a["wall_s"]) for a, b in zip(plain, view)]
     summary["steps_per_s_slowdown_pct"] = slowdown(summary["plain_steps_per_s"], summary["view_steps_per_s"])
     summary["playing_slowdown_pct"] = slowdown(summary["plain_steps_per_s_playing"],
                                                summary["view_steps_per_s_playing"])

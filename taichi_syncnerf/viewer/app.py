@@ -32,8 +32,8 @@ POLL_S = 1.0            # live mode: how often the checkpoints folder is looked 
 
 
 def lower_process_priority(niceness: int) -> None:
-    """Add ``niceness`` to the nice value of every thread of this process (the server's, Taichi's
-    workers', the main thread), and so of every thread they start later. Linux: per thread, through
+    """Add ``niceness`` to the nice value of every thread of this process (Taichi's workers, the main
+    thread), and so of every thread started later, which inherits it. Linux: per thread, through
     /proc/self/task; elsewhere the process's nice value."""
     if niceness <= 0:
         return
@@ -50,17 +50,6 @@ def lower_process_priority(niceness: int) -> None:
             os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
         except (ValueError, OSError):
             pass  # a thread that ended meanwhile
-
-
-def lower_thread_priority(niceness: int) -> None:
-    """Add ``niceness`` to the calling thread's nice value (Linux: per thread; elsewhere a no-op)."""
-    if niceness <= 0:
-        return
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
-    except (AttributeError, OSError):
-        pass
 
 
 def check_port(host: str, port: int) -> None:
@@ -145,7 +134,6 @@ class ClientView:
 
     def _loop(self) -> None:
         v = self.viewer
-        lower_thread_priority(v.niceness)
         while self.alive and not v.stopped.is_set():
             c = v.controls
             moving = (time.monotonic() - self.last_move < SETTLE_S) or bool(c.playing.value)
@@ -187,7 +175,11 @@ class Viewer:
         check_port(host, port)
         self.model = RunModel(self.run) if model is None else model
         self._warm_up()
-        self.live, self.max_load, self.niceness = live, float(max_load), int(niceness)
+        self.live, self.max_load = live, float(max_load)
+        # the start-up (which compiled the kernels) is done: from here every thread, those started
+        # later included (viser's server, the render and reload threads), takes only the CPU the
+        # training leaves
+        lower_process_priority(int(niceness))
         self.stopped = threading.Event()
         self.clients: dict[int, ClientView] = {}
         self.stats = FrameStats()
@@ -211,9 +203,6 @@ class Viewer:
             self.threads.append(threading.Thread(target=self._poll, daemon=True, name="poll"))
         for t in self.threads:
             t.start()
-        # after the start-up (which compiled the kernels at full priority): every thread, viser's
-        # server and Taichi's workers included, takes only the CPU the training leaves
-        lower_process_priority(self.niceness)
 
     def _warm_up(self) -> None:
         """One tiny render, so that the kernels are compiled before a browser waits for its first frame."""
@@ -313,7 +302,6 @@ class Viewer:
                 c.frame_info.content = frames
 
     def _poll(self) -> None:
-        lower_thread_priority(self.niceness)
         while not self.stopped.wait(POLL_S):
             self.reload()
 

@@ -266,3 +266,30 @@ def test_train_view_serves_the_run_live(tiny_run, tmp_path):
     finally:
         viewer.stop()
     assert viewer.proc.returncode is not None
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="per-thread nice values need Linux /proc")
+def test_lower_process_priority_lowers_every_thread_once():
+    """Threads running before the call and threads started after it end at base + niceness, not more
+    (run in a child process: nice values cannot be raised back)."""
+    code = """
+import json, os, threading, time
+from taichi_syncnerf.viewer.app import lower_process_priority
+stop = threading.Event()
+before = threading.Thread(target=stop.wait); before.start()
+lower_process_priority(5)
+after = threading.Thread(target=stop.wait); after.start()
+time.sleep(0.2)
+vals = sorted(int(open(f"/proc/self/task/{t}/stat").read().rsplit(")", 1)[1].split()[16])
+              for t in os.listdir("/proc/self/task"))
+stop.set()
+print(json.dumps(vals))
+"""
+    import subprocess
+    import sys
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    vals = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(vals) >= 3 and set(vals) == {min(19, base + 5)}, vals
