@@ -21,6 +21,15 @@ the per-row time derivative ``dL/dt`` (for tests and logging).
 ``time_encoding_at`` encodes arbitrary times (offsets already added), for rendering at a
 time between frames; it has no backward.
 
+Learned time grid (optional, ``G > 0`` features): ``grid`` (F * G, flat, row-major) holds one learned latent per
+frame, read at the fractional frame ``p = tau (F - 1)`` (clamped to ``[0, F - 1]``) by linear
+interpolation between its two neighbouring frames, and written to columns ``col0 .. col0 + G`` of
+the same table. With every offset at 0 a row reads exactly its frame's latent, so the time
+function can give each frame its own query as the per-frame head does, while the shared grid keeps
+the cameras' times comparable. Its backward ACCUMULATES into ``grid.grad``, ``dt_table`` and
+``offsets.grad``; ``dp/dt = (F - 1) / 1.6``, and the time derivative is 0 where ``p`` is clamped
+(the sinusoids still carry one there).
+
 Example::
 
     time_encoding(offsets.params, table, K, F, L, 1)     # table (K * F, 2 L)
@@ -78,3 +87,62 @@ def time_encoding_at(times: ti.template(), out: ti.template(), Q: int, L: int):
         w = ti.pow(2.0, ti.cast(l, float))
         out[q, 2 * l] = ti.sin(w * tau) * norm
         out[q, 2 * l + 1] = ti.cos(w * tau) * norm
+
+
+@ti.func
+def _grid_cell(p, F):
+    """Left frame and weight of the fractional frame ``p`` (clamped) and whether it was inside."""
+    inside = 1
+    q = p
+    if q < 0.0:
+        q = 0.0
+        inside = 0
+    if q > F - 1.0:
+        q = F - 1.0
+        inside = 0
+    f0 = ti.min(ti.cast(ti.floor(q), ti.i32), ti.max(F - 2, 0))
+    w = q - f0
+    return f0, w, inside
+
+
+@ti.kernel
+def time_grid_encoding(offsets: ti.template(), grid: ti.template(), out: ti.template(), K: int, F: int, G: int,
+                       col0: int, per_camera: int):
+    """``out[k * F + f, col0:col0 + G]`` = the grid read at camera slot k's time at frame f."""
+    for k, f, j in ti.ndrange(K, F, G):
+        p = _tau(offsets, k, f, F, per_camera) * (F - 1.0)
+        f0, w, inside = _grid_cell(p, F)
+        f1 = ti.min(f0 + 1, F - 1)
+        out[k * F + f, col0 + j] = (1.0 - w) * grid[f0 * G + j] + w * grid[f1 * G + j]
+
+
+@ti.kernel
+def time_grid_encoding_backward(offsets: ti.template(), grid: ti.template(), out: ti.template(),
+                                dt_table: ti.template(), K: int, F: int, G: int, col0: int, per_camera: int):
+    scale = (F - 1.0) / TIME_SCALE
+    for k, f in ti.ndrange(K, F):
+        p = _tau(offsets, k, f, F, per_camera) * (F - 1.0)
+        f0, w, inside = _grid_cell(p, F)
+        f1 = ti.min(f0 + 1, F - 1)
+        row = k * F + f
+        d = 0.0
+        for j in range(G):
+            g = out.grad[row, col0 + j]
+            ti.atomic_add(grid.grad[f0 * G + j], (1.0 - w) * g)
+            ti.atomic_add(grid.grad[f1 * G + j], w * g)
+            d += g * (grid[f1 * G + j] - grid[f0 * G + j])
+        d *= scale * inside
+        dt_table[row] += d
+        if per_camera:
+            ti.atomic_add(offsets.grad[k], d)
+
+
+@ti.kernel
+def time_grid_encoding_at(times: ti.template(), grid: ti.template(), out: ti.template(), Q: int, F: int, G: int,
+                          col0: int):
+    """``out[q, col0:col0 + G]`` = the grid read at the normalised time ``times[q]``."""
+    for q, j in ti.ndrange(Q, G):
+        p = (times[q] + 0.8) / TIME_SCALE * (F - 1.0)
+        f0, w, inside = _grid_cell(p, F)
+        f1 = ti.min(f0 + 1, F - 1)
+        out[q, col0 + j] = (1.0 - w) * grid[f0 * G + j] + w * grid[f1 * G + j]

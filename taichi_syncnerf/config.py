@@ -76,6 +76,7 @@ DEFAULTS: dict[str, Any] = {
         "width": 512,  # trunk feature width D (the per-frame / time queries' width)
         "time_freqs": 10,
         "time_hidden": 512,
+        "time_grid": 0,  # learned per-frame latents read at t + offset, beside the sinusoids (0: none)
         "lr_basis": 3.0e-3,  # MLPs and per-frame queries; the grids use train.lr
         "lr_time_scale": 5.0,  # time MLPs: lr_basis * lr_time_scale
         "std_threshold": 0.03,
@@ -429,6 +430,7 @@ def _validate_mixvoxels(mx: dict, require) -> None:
         require(_is_number(mx[key]) and 0 < mx[key] < 1, f"mixvoxels.{key}", "must be a number in (0, 1)")
     for key in ("voxels_init", "voxels_final"):
         require(_is_int(mx[key]) and mx[key] >= 8, f"mixvoxels.{key}", "must be an integer >= 8")
+    require(_is_int(mx["time_grid"]) and mx["time_grid"] >= 0, "mixvoxels.time_grid", "must be an integer >= 0")
     require(mx["voxels_final"] >= mx["voxels_init"], "mixvoxels.voxels_final", "must be >= mixvoxels.voxels_init")
     for key in ("upsample_steps", "alpha_mask_steps"):
         require(_is_int_list(mx[key], 0), f"mixvoxels.{key}", "must be a list of integers >= 0")

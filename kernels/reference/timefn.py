@@ -32,3 +32,22 @@ def encode_times_derivative(t, n_freqs):
     ang = tau[..., None] * w
     out = np.stack([np.cos(ang) * w, -np.sin(ang) * w], -1).reshape(*tau.shape, 2 * n_freqs)
     return out / (1.6 * np.sqrt(n_freqs))
+
+
+def grid_read(t, grid):
+    """The learned time grid (F, G) read at normalised times ``t`` (...): (..., G), linear
+    between frames, clamped to the first and last frame."""
+    grid = np.asarray(grid, np.float64)
+    F = grid.shape[0]
+    p = np.clip((np.asarray(t, np.float64) + 0.8) / 1.6 * (F - 1), 0.0, F - 1)
+    f0 = np.minimum(np.floor(p).astype(int), max(F - 2, 0))
+    f1 = np.minimum(f0 + 1, F - 1)
+    w = (p - f0)[..., None]
+    return (1.0 - w) * grid[f0] + w * grid[f1]
+
+
+def time_grid_encoding(offsets, grid, per_camera=True):
+    """The (K * F, G) columns of kernels/timefn.time_grid_encoding."""
+    grid = np.asarray(grid, np.float64)
+    t = table_times(offsets, grid.shape[0], per_camera)
+    return grid_read(t, grid).reshape(-1, grid.shape[1])

@@ -82,7 +82,7 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState):
         D = self.dynamic.D
         self.per_frame = PerFrameHead(n_frames, D, seed + 400)
         self.time_fn = TimeFunction(n_cameras, n_frames, D, mx["time_freqs"], mx["time_hidden"], 64,
-                                    seed + 500) if self.sync else None
+                                    seed + 500, int(mx.get("time_grid", 0))) if self.sync else None
         trainable = np.ones(self.n_cameras, bool)
         trainable[self.test_index] = False
         if not self.sync:

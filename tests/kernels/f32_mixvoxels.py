@@ -129,6 +129,36 @@ def check_timefn(rng):
     put(times, q)
     timefn.time_encoding_at(times, enc, 500, L)
     out["encoding_at"] = rel_err(enc.to_numpy(), ref.encode_times(q, L))
+    # the learned time grid (16 features per frame), read at the same times
+    G = 16
+    gv = f32(rng.normal(size=(F, G)))
+    grid, gtab = ti_field(F * G, grad=True), ti_field((K * F, G), grad=True)
+    put(grid, gv.ravel())
+    # offsets well inside a frame interval: f32 rounding of the time must not change the interval
+    o = f32((np.round(rng.normal(0, 3, K)) + rng.uniform(0.2, 0.8, K)) * 1.6 / (F - 1))
+    put(off, o)
+    t = ref.table_times(o, F).ravel()
+    timefn.time_grid_encoding(off, grid, gtab, K, F, G, 0, 1)
+    out["grid_encoding"] = rel_err(gtab.to_numpy(), ref.grid_read(t, gv))
+    gg = f32(rng.normal(size=(K * F, G)))
+    put(gtab.grad, gg)
+    off.grad.fill(0.0)
+    grid.grad.fill(0.0)
+    dt.fill(0.0)
+    timefn.time_grid_encoding_backward(off, grid, gtab, dt, K, F, G, 0, 1)
+    p = np.clip((t + 0.8) / 1.6 * (F - 1), 0, F - 1)
+    f0 = np.minimum(np.floor(p).astype(int), F - 2)
+    w = p - f0
+    slope = np.where((p > 0) & (p < F - 1), 1.0, 0.0)[:, None] * (gv[f0 + 1] - gv[f0]) * (F - 1) / 1.6
+    d_grid_rows = np.sum(slope * gg, axis=1)
+    want_grid = np.zeros((F, G))
+    np.add.at(want_grid, f0, (1 - w)[:, None] * gg)
+    np.add.at(want_grid, f0 + 1, w[:, None] * gg)
+    out["grid_backward_rows"] = rel_err(dt.to_numpy(), d_grid_rows)
+    out["grid_backward_offsets"] = rel_err(off.grad.to_numpy(), d_grid_rows.reshape(K, F).sum(1))
+    out["grid_backward_grid"] = rel_err(grid.grad.to_numpy(), want_grid.ravel())
+    timefn.time_grid_encoding_at(times, grid, gtab, 500, F, G, 0)
+    out["grid_encoding_at"] = rel_err(gtab.to_numpy()[:500], ref.grid_read(q, gv))
     return out
 
 
