@@ -9,7 +9,8 @@ is sent once it says so. Before the pairs, one short run generates the scene and
 training kernels, and `view --benchmark` compiles the viewer's, so that no run pays for compiling
 what the others find in Taichi's kernel cache.
 
-Prints per run the wall time, the median of the logged `steps_per_s` windows after the first (which
+Prints per run the wall time, where the time of the training's cores went (user, nice -- the niced
+viewer --, system, idle, and steal: time the hypervisor gave to other machines), the median of the logged `steps_per_s` windows after the first (which
 holds the compilation) and the median of the windows logged after the browser started playing (for
 an A run: from the step where it started in the B run after it), what the viewer's panel said about its frames,
 then the medians of A and B and the slow-down in %. The last line is one JSON object.
@@ -114,6 +115,34 @@ def cpu_seconds(pid: int, children: bool = True) -> float:
     return total + sum(cpu_seconds(k) for k in kids)
 
 
+STAT_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def cpu_times() -> dict:
+    """Per CPU number: seconds spent in each of STAT_FIELDS since boot (/proc/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            name, *vals = line.split()
+            if name.startswith("cpu") and name != "cpu":
+                out[int(name[3:])] = {k: int(v) / tick for k, v in zip(STAT_FIELDS, vals)}
+    except OSError:
+        pass
+    return out
+
+
+def core_split(before: dict, after: dict, cpus) -> dict:
+    """Where the time of ``cpus`` went between two cpu_times() readings, seconds (summed over them):
+    user, nice (niced processes: the viewer), system (+irq, softirq), idle (+iowait), steal (taken by
+    the hypervisor)."""
+    cpus = sorted(cpus if cpus is not None else after)
+    d = {k: sum(after.get(c, {}).get(k, 0.0) - before.get(c, {}).get(k, 0.0) for c in cpus) for k in STAT_FIELDS}
+    return {"user": round(d["user"], 1), "nice": round(d["nice"], 1),
+            "system": round(d["system"] + d["irq"] + d["softirq"], 1), "idle": round(d["idle"] + d["iowait"], 1),
+            "steal": round(d["steal"], 1)}
+
+
 def served(url: str) -> bool:
     try:
         urllib.request.urlopen(url, timeout=2).read()
@@ -165,6 +194,7 @@ def one_run(args, scene: Path, rdir: Path, view: bool, port: int) -> dict:
     if view:
         cmd += ["--view", str(port)]
     load = os.getloadavg()[0]
+    stat0 = cpu_times()
     run = Run(cmd, rdir, args.train_cpus)
     state = {}
     browser_thread = None
@@ -176,7 +206,10 @@ def one_run(args, scene: Path, rdir: Path, view: bool, port: int) -> dict:
                                           args=(run, f"http://127.0.0.1:{port}", profile, state, args.browser_cpus))
         browser_thread.start()
     wall = run.wait_line("trained ", args.timeout)
-    cpu = {"train_cpu_s": round(cpu_seconds(run.proc.pid, children=False), 1)}
+    stat1 = cpu_times()
+    cpu = {"train_cpu_s": round(cpu_seconds(run.proc.pid, children=False), 1),
+           "train_cores": core_split(stat0, stat1, args.train_cpus),
+           "other_cores": core_split(stat0, stat1, (set(stat1) - set(args.train_cpus)) if args.train_cpus else [])}
     if view:
         cpu["viewer_cpu_s"] = round(cpu_seconds(run.proc.pid) - cpu["train_cpu_s"], 1)
         browser_thread.join(10)
@@ -220,6 +253,9 @@ def describe(i: int, r: dict) -> str:
     if r["mode"] == "view":
         text += (f", viewer {r['viewer_cpu_s']} s, browser {r.get('browser_cpu_s')} s; browser playing from "
                  f"{r['play_s']} s; panel: {r['viewer_frames'] or 'no frame line'}")
+    text += f"; training's cores: {r['train_cores']}"
+    if r["other_cores"]["user"] or r["other_cores"]["idle"]:
+        text += f", other cores: {r['other_cores']}"
     return text + f"  (load {r['load_1min']})"
 
 

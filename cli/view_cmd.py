@@ -24,7 +24,7 @@ from taichi_syncnerf.errors import UserError
 @click.option("--nice", "niceness", type=click.IntRange(0, 19), default=None,
               help="Once started, lower the priority (Unix nice) of every thread of the viewer by this much "
                    "(renders, reloads, the server that sends the frames), so that it takes only the CPU the "
-                   "training leaves [default: 19 with --live, else 0].")
+                   "training leaves; at 19 the threads are also SCHED_IDLE [default: 19 with --live, else 0].")
 @click.option("--wait-timeout", type=float, default=None,
               help="With --live: give up when no checkpoint appears within this many seconds.")
 @click.option("--benchmark", "bench_heights", default=None, metavar="H1,H2,...",

@@ -8,7 +8,8 @@ core's time the renders take (each render is followed by a rest), and ``niceness
 priority of every thread of the process once it has started (the render and reload threads,
 viser's server threads that encode and send the frames, Taichi's workers; not the start-up, which
 compiles the kernels), so that training keeps its pace: beside a training that keeps a core busy, a
-thread at nice 19 gets about 1.5 % of it.
+thread at nice 19 gets about 1.5 % of it, and in the SCHED_IDLE class (which nice 19 also selects)
+it runs only on time the training leaves.
 """
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ POLL_S = 1.0            # live mode: how often the checkpoints folder is looked 
 def lower_process_priority(niceness: int) -> None:
     """Add ``niceness`` to the nice value of every thread of this process (Taichi's workers, the main
     thread), and so of every thread started later, which inherits it. Linux: per thread, through
-    /proc/self/task; elsewhere the process's nice value."""
+    /proc/self/task; elsewhere the process's nice value. A thread that ends at nice 19 is also put
+    in the SCHED_IDLE class where there is one: it then runs only on CPU time no normal thread
+    wants, and its wake-ups never preempt one (at nice 19 alone a waking thread may still cut in)."""
     if niceness <= 0:
         return
     tasks = Path("/proc/self/task")
@@ -47,7 +50,10 @@ def lower_process_priority(niceness: int) -> None:
     for task in tasks.iterdir():
         try:
             tid = int(task.name)
-            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
+            nice = min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+            if nice >= 19 and hasattr(os, "SCHED_IDLE"):
+                os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
         except (ValueError, OSError):
             pass  # a thread that ended meanwhile
 

@@ -293,3 +293,28 @@ print(json.dumps(vals))
     assert out.returncode == 0, out.stderr
     vals = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(vals) >= 3 and set(vals) == {min(19, base + 5)}, vals
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir() or not hasattr(os, "SCHED_IDLE"),
+                    reason="needs Linux /proc and SCHED_IDLE")
+def test_nice_19_puts_every_thread_in_the_idle_class():
+    """At nice 19 the threads running before the call and those started after it are SCHED_IDLE."""
+    code = """
+import json, os, threading, time
+from taichi_syncnerf.viewer.app import lower_process_priority
+stop = threading.Event()
+before = threading.Thread(target=stop.wait); before.start()
+lower_process_priority(19)
+after = threading.Thread(target=stop.wait); after.start()
+time.sleep(0.2)
+pols = sorted(os.sched_getscheduler(int(t)) for t in os.listdir("/proc/self/task"))
+stop.set()
+print(json.dumps(pols))
+"""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    pols = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(pols) >= 3 and set(pols) == {os.SCHED_IDLE}, pols
