@@ -128,6 +128,7 @@ DEFAULTS: dict[str, Any] = {
         "steps": 1000,
         "lr": 1.0e-3,
         "batch_rays": 4096,
+        "variation_steps": 0,  # sync-mixvoxels: retrain the variation field on the test video first (0: no)
     },
     "eval": {
         "max_frames": None,  # evaluate on every frame of the test camera (None) or an even subset
@@ -381,6 +382,10 @@ def validate(cfg: dict, where: str, overridden: dict[str, str] | None = None) ->
     for key in ("steps", "batch_rays"):
         require(_is_int(to[key]) and to[key] > 0, f"testoptim.{key}", "must be a positive integer")
     require(_is_number(to["lr"]) and to["lr"] > 0, "testoptim.lr", "must be a positive number")
+    vs = to.get("variation_steps", 0)
+    require(_is_int(vs) and vs >= 0, "testoptim.variation_steps", "must be an integer >= 0")
+    require(vs == 0 or m["kind"] == "sync-mixvoxels", "testoptim.variation_steps",
+            "only sync-mixvoxels has a variation field; set it to 0")
     require(to["batch_rays"] <= t["batch_rays"], "testoptim.batch_rays",
             f"({to['batch_rays']}) must not exceed train.batch_rays ({t['batch_rays']}), "
             "which sizes the model's ray buffers", "train.batch_rays")

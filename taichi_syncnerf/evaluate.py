@@ -183,6 +183,15 @@ def testoptim(run, steps: int | None = None, progress: bool = True) -> dict:
     model.prepare_testoptim(test, float(t["lr"]))
     rng = np.random.default_rng(int(cfg["train"]["seed"]) + 1)
     log = JsonlLog(run / "testoptim.jsonl")
+    vsteps = int(t.get("variation_steps", 0))
+    vbar = tqdm(range(vsteps), disable=not progress, desc="variation field", dynamic_ncols=True)
+    for step in vbar:  # config validation allows it only for models with a variation field
+        b = model.sample_batch(source, rng, int(t["batch_rays"]), step, cameras=[test], uniform=True)
+        stats = model.retrain_variation(b, step, 0.1 ** (step / max(vsteps, 1)))
+        if step % 10 == 0 or step == vsteps - 1:
+            vbar.set_postfix(bce=f"{stats['bce']:.4f}", routing=f"{stats['routing_agreement']:.3f}")
+            log.append({"variation_step": step + 1, "bce": stats["bce"],
+                        "routing_agreement": stats["routing_agreement"]})
     offset_before = float(model.offsets.frames()[test])
     bar = tqdm(range(steps), disable=not progress, desc="testoptim", dynamic_ncols=True)
     for step in bar:
@@ -197,7 +206,7 @@ def testoptim(run, steps: int | None = None, progress: bool = True) -> dict:
     after = compute_metrics(cfg, source, model, progress, splits=("test",))
     metrics["test_before_testoptim"] = before
     metrics["test"] = after["test"]
-    metrics["testoptim"] = {"steps": steps, "offset_frames_before": offset_before,
+    metrics["testoptim"] = {"steps": steps, "variation_steps": vsteps, "offset_frames_before": offset_before,
                             "offset_frames_after": float(model.offsets.frames()[test])}
     write_json(run / "metrics.json", metrics)
     return metrics

@@ -33,6 +33,15 @@ class MixVoxelsTraining:
         self._optimizer_step(step, lr_scale, offsets_frozen, offsets_only)
         return stats
 
+    def retrain_variation(self, batch: dict, step: int, lr_scale: float) -> dict:
+        """One step of the variation field alone on ``batch`` (testoptim: the test video); its BCE
+        only, every other group frozen. ``stats["routing_agreement"]``: share of rays whose
+        routing (dynamic or not) matches the label ``std > std_threshold``."""
+        stats = self.forward_backward(batch, step, seed=step + 1, jitter=True, offsets_frozen=True,
+                                      variation_only=True)
+        self._optimizer_step(step, lr_scale, True, False, variation_only=True)
+        return stats
+
     def current_lrs(self) -> dict:
         return {"lr": self.lrs["static.density"], "lr_offsets": self.lrs["offsets"]}
 
@@ -47,8 +56,9 @@ class MixVoxelsTraining:
 
     # ------------------------------------------------------------------ loss and gradients
     def forward_backward(self, batch: dict, step: int, seed: int, jitter: bool, offsets_frozen: bool = False,
-                         offsets_only: bool = False) -> dict:
-        """Total loss (``stats["loss"]``) and its gradient ACCUMULATED into every parameter group."""
+                         offsets_only: bool = False, variation_only: bool = False) -> dict:
+        """Total loss (``stats["loss"]``) and its gradient ACCUMULATED into every parameter group
+        (``variation_only``: the variation BCE alone, no dynamic pass)."""
         mx = self.mx
         self._set_density_activation(self._final_step() if self.after_training else step)
         n = len(batch["cams"])
@@ -71,7 +81,7 @@ class MixVoxelsTraining:
         self.renderer.forward(smp, st.sigma, st.rgb, n, background=self.background, threshold=0.0)
         mse_static = ray_losses.mse(self.renderer.colour, self.target, n)
         stats["mse_static"] = mse_static
-        if not offsets_only:
+        if not (offsets_only or variation_only):
             self.renderer.backward(smp, st.sigma, st.rgb, n, d_colour=True)
             st.backward(self.pts, S)
             loss += mse_static
@@ -87,7 +97,13 @@ class MixVoxelsTraining:
             stats["bce"] = bce
             loss += w * bce
         stats["dynamic_rays"] = n_rays_dyn / max(n, 1)
+        stats["routing_agreement"] = float(np.mean(self.ray_dyn.to_numpy()[:n] == (lab[:n] > 0.5))) if n else 1.0
         mse_dyn = 0.0
+        if variation_only:
+            stats["mse"] = mse_static
+            stats["psnr"] = -10.0 * np.log10(max(mse_static, 1e-12))
+            stats["loss"] = loss
+            return stats
         if n_rays_dyn > 0 and nd > 0:
             mse_dyn = self._dynamic_pass(batch, head, n_rays_dyn, nd, backward_branch=not offsets_only)
             loss += mse_dyn
@@ -120,11 +136,13 @@ class MixVoxelsTraining:
             d.backward(nd)
         return mse
 
-    def _optimizer_step(self, step: int, lr_scale: float, offsets_frozen: bool, offsets_only: bool) -> None:
+    def _optimizer_step(self, step: int, lr_scale: float, offsets_frozen: bool, offsets_only: bool,
+                        variation_only: bool = False) -> None:
         use_time = self.uses_time_function(step)
         for name, lr in self.base_lr.items():
             is_off = name == "offsets"
             frozen = ((is_off and (offsets_frozen or not use_time)) or (offsets_only and not is_off)
+                      or (variation_only and not name.startswith("variation."))
                       or (name.startswith("time.") and not use_time)
                       or (name.startswith("per_frame.") and use_time))
             self.optimizer.freeze(name, frozen)

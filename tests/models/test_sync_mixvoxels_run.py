@@ -17,6 +17,7 @@ TINY = [
     "mixvoxels.dynamic_threshold=0.3", "train.batch_rays=64", "testoptim.batch_rays=64", "train.log_every=2",
     "train.checkpoint_every=5", "train.val_every=null", "eval.max_frames=2", "eval.lpips=false",
     "offsets.freeze_step=null", "data.path=null", "data.generate=null", "train.steps=10",
+    "testoptim.variation_steps=2",
 ]
 RT = ["--arch", "cpu", "--threads", "2", "--precision", "f64", "--quiet"]
 
@@ -57,6 +58,9 @@ def test_train_resume_eval_testoptim_render(scene, tmp_path):
     run("testoptim", out, "--steps", 3, *RT)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["testoptim"]["steps"] == 3 and "test_before_testoptim" in metrics
+    assert metrics["testoptim"]["variation_steps"] == 2
+    tlog = [json.loads(line) for line in (out / "testoptim.jsonl").read_text().splitlines()]
+    assert [r["variation_step"] for r in tlog if "variation_step" in r] == [1, 2]
     after = json.loads((out / "offsets.json").read_text())["cameras"][0]["offset_frames"]
     assert after != before  # the test camera's own offset moved
     run("render", out, "--png", tmp_path / "png", "--out", tmp_path / "v.mp4", "--frames", 2, *RT)
