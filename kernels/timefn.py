@@ -91,7 +91,8 @@ def time_encoding_at(times: ti.template(), out: ti.template(), Q: int, L: int):
 
 @ti.func
 def _grid_cell(p, F):
-    """Left frame and weight of the fractional frame ``p`` (clamped) and whether it was inside."""
+    """Left and right frames and weight of the fractional frame ``p`` (clamped to the video), and
+    whether it was inside."""
     inside = 1
     q = p
     if q < 0.0:
@@ -101,8 +102,14 @@ def _grid_cell(p, F):
         q = F - 1.0
         inside = 0
     f0 = ti.min(ti.cast(ti.floor(q), ti.i32), ti.max(F - 2, 0))
-    w = q - f0
-    return f0, w, inside
+    return f0, ti.min(f0 + 1, F - 1), q - f0, inside
+
+
+@ti.func
+def _grid_read(grid, p, F, G, j):
+    """Feature ``j`` of the grid at the fractional frame ``p``."""
+    f0, f1, w, _ = _grid_cell(p, F)
+    return (1.0 - w) * grid[f0 * G + j] + w * grid[f1 * G + j]
 
 
 @ti.kernel
@@ -110,10 +117,7 @@ def time_grid_encoding(offsets: ti.template(), grid: ti.template(), out: ti.temp
                        col0: int, per_camera: int):
     """``out[k * F + f, col0:col0 + G]`` = the grid read at camera slot k's time at frame f."""
     for k, f, j in ti.ndrange(K, F, G):
-        p = _tau(offsets, k, f, F, per_camera) * (F - 1.0)
-        f0, w, inside = _grid_cell(p, F)
-        f1 = ti.min(f0 + 1, F - 1)
-        out[k * F + f, col0 + j] = (1.0 - w) * grid[f0 * G + j] + w * grid[f1 * G + j]
+        out[k * F + f, col0 + j] = _grid_read(grid, _tau(offsets, k, f, F, per_camera) * (F - 1.0), F, G, j)
 
 
 @ti.kernel
@@ -121,9 +125,7 @@ def time_grid_encoding_backward(offsets: ti.template(), grid: ti.template(), out
                                 dt_table: ti.template(), K: int, F: int, G: int, col0: int, per_camera: int):
     scale = (F - 1.0) / TIME_SCALE
     for k, f in ti.ndrange(K, F):
-        p = _tau(offsets, k, f, F, per_camera) * (F - 1.0)
-        f0, w, inside = _grid_cell(p, F)
-        f1 = ti.min(f0 + 1, F - 1)
+        f0, f1, w, inside = _grid_cell(_tau(offsets, k, f, F, per_camera) * (F - 1.0), F)
         row = k * F + f
         d = 0.0
         for j in range(G):
@@ -142,7 +144,4 @@ def time_grid_encoding_at(times: ti.template(), grid: ti.template(), out: ti.tem
                           col0: int):
     """``out[q, col0:col0 + G]`` = the grid read at the normalised time ``times[q]``."""
     for q, j in ti.ndrange(Q, G):
-        p = (times[q] + 0.8) / TIME_SCALE * (F - 1.0)
-        f0, w, inside = _grid_cell(p, F)
-        f1 = ti.min(f0 + 1, F - 1)
-        out[q, col0 + j] = (1.0 - w) * grid[f0 * G + j] + w * grid[f1 * G + j]
+        out[q, col0 + j] = _grid_read(grid, (times[q] + 0.8) / TIME_SCALE * (F - 1.0), F, G, j)

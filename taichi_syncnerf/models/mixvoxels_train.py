@@ -97,9 +97,9 @@ class MixVoxelsTraining:
             stats["bce"] = bce
             loss += w * bce
         stats["dynamic_rays"] = n_rays_dyn / max(n, 1)
-        stats["routing_agreement"] = float(np.mean(self.ray_dyn.to_numpy()[:n] == (lab[:n] > 0.5))) if n else 1.0
         mse_dyn = 0.0
         if variation_only:
+            stats["routing_agreement"] = float(np.mean(self.ray_dyn.to_numpy()[:n] == (lab[:n] > 0.5))) if n else 1.0
             stats["mse"] = mse_static
             stats["psnr"] = -10.0 * np.log10(max(mse_static, 1e-12))
             stats["loss"] = loss

@@ -268,30 +268,36 @@ def test_train_view_serves_the_run_live(tiny_run, tmp_path):
     assert viewer.proc.returncode is not None
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="per-thread nice values need Linux /proc")
-def test_lower_process_priority_lowers_every_thread_once():
-    """Threads running before the call and threads started after it end at base + niceness, not more
-    (run in a child process: nice values cannot be raised back)."""
-    code = """
+def _per_thread_after_lowering(niceness: int, per_thread: str) -> list:
+    """In a child process (priorities cannot be raised back): one thread started before and one
+    after ``lower_process_priority(niceness)``; the sorted ``per_thread`` expression (of the thread
+    id ``t``, a string) over every thread of that process."""
+    code = f"""
 import json, os, threading, time
 from taichi_syncnerf.viewer.app import lower_process_priority
 stop = threading.Event()
 before = threading.Thread(target=stop.wait); before.start()
-lower_process_priority(5)
+lower_process_priority({niceness})
 after = threading.Thread(target=stop.wait); after.start()
 time.sleep(0.2)
-vals = sorted(int(open(f"/proc/self/task/{t}/stat").read().rsplit(")", 1)[1].split()[16])
-              for t in os.listdir("/proc/self/task"))
+vals = sorted({per_thread} for t in os.listdir("/proc/self/task"))
 stop.set()
 print(json.dumps(vals))
 """
     import subprocess
     import sys
 
-    base = os.getpriority(os.PRIO_PROCESS, 0)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    vals = json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="per-thread nice values need Linux /proc")
+def test_lower_process_priority_lowers_every_thread_once():
+    """Threads running before the call and threads started after it end at base + niceness, not more."""
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    vals = _per_thread_after_lowering(
+        5, 'int(open(f"/proc/self/task/{t}/stat").read().rsplit(")", 1)[1].split()[16])')
     assert len(vals) >= 3 and set(vals) == {min(19, base + 5)}, vals
 
 
@@ -299,22 +305,5 @@ print(json.dumps(vals))
                     reason="needs Linux /proc and SCHED_IDLE")
 def test_nice_19_puts_every_thread_in_the_idle_class():
     """At nice 19 the threads running before the call and those started after it are SCHED_IDLE."""
-    code = """
-import json, os, threading, time
-from taichi_syncnerf.viewer.app import lower_process_priority
-stop = threading.Event()
-before = threading.Thread(target=stop.wait); before.start()
-lower_process_priority(19)
-after = threading.Thread(target=stop.wait); after.start()
-time.sleep(0.2)
-pols = sorted(os.sched_getscheduler(int(t)) for t in os.listdir("/proc/self/task"))
-stop.set()
-print(json.dumps(pols))
-"""
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    pols = json.loads(out.stdout.strip().splitlines()[-1])
+    pols = _per_thread_after_lowering(19, "os.sched_getscheduler(int(t))")
     assert len(pols) >= 3 and set(pols) == {os.SCHED_IDLE}, pols
