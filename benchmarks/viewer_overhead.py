@@ -17,7 +17,7 @@ then the medians of A and B and the slow-down in %. The last line is one JSON ob
 
     python benchmarks/viewer_overhead.py --out viewer-bench [--config synthetic/sync-kplanes]
         [--steps 600] [--checkpoint-every 50] [--pairs 3] [--threads 1] [--port 8097]
-        [--train-cpus 0 --browser-cpus 1] [-o key=value ...]
+        [--train-cpus 0 --browser-cpus 1 [--control-load]] [-o key=value ...]
 """
 import argparse
 import json
@@ -198,6 +198,12 @@ def one_run(args, scene: Path, rdir: Path, view: bool, port: int) -> dict:
     run = Run(cmd, rdir, args.train_cpus)
     state = {}
     browser_thread = None
+    spinner = None
+    if not view and args.control_load:
+        # the B run's browser keeps its cores busy: keep them as busy here, so that A and B differ by the viewer
+        cpus = args.browser_cpus
+        spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                                   preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     if view:
         profile = rdir.parent / f"chromium-{rdir.name}"      # a fresh profile: no lock left by a stopped run
         if profile.exists():
@@ -210,6 +216,10 @@ def one_run(args, scene: Path, rdir: Path, view: bool, port: int) -> dict:
     cpu = {"train_cpu_s": round(cpu_seconds(run.proc.pid, children=False), 1),
            "train_cores": core_split(stat0, stat1, args.train_cpus),
            "other_cores": core_split(stat0, stat1, (set(stat1) - set(args.train_cpus)) if args.train_cpus else [])}
+    if spinner is not None:
+        cpu["spinner_cpu_s"] = round(cpu_seconds(spinner.pid, children=False), 1)
+        spinner.kill()
+        spinner.wait()
     if view:
         cpu["viewer_cpu_s"] = round(cpu_seconds(run.proc.pid) - cpu["train_cpu_s"], 1)
         browser_thread.join(10)
@@ -248,6 +258,8 @@ def describe(i: int, r: dict) -> str:
             f"{r['steps_per_s']} steps/s (windows after the first), "
             f"{r['steps_per_s_playing']} steps/s after step {r['from_step']}")
     text += f"; CPU: training {r['train_cpu_s']} s"
+    if r.get("spinner_cpu_s") is not None:
+        text += f", control load {r['spinner_cpu_s']} s"
     if r["train_cpu_s"] is not None:
         text += f" (off the CPU {r['wall_s'] - r['train_cpu_s']:.1f} s of the wall time)"
     if r["mode"] == "view":
@@ -288,6 +300,9 @@ def main():
     ap.add_argument("--browser-cpus", type=cpu_list, default=None, metavar="LIST",
                     help="pin the browser to these CPUs, e.g. 1: with --train-cpus 0 the browser costs the "
                          "training's CPU nothing, as a browser on another machine")
+    ap.add_argument("--control-load", action="store_true",
+                    help="in each plain run keep the browser's CPUs (--browser-cpus) busy with a spinning "
+                         "process, as the B run's browser keeps them: then A and B differ only by the viewer")
     ap.add_argument("-o", dest="overrides", action="append", default=[])
     args = ap.parse_args()
     if find_chromium() is None:
@@ -329,6 +344,7 @@ def main():
                "overrides": args.overrides, "runs": runs,
                "train_cpus": sorted(args.train_cpus) if args.train_cpus else None,
                "browser_cpus": sorted(args.browser_cpus) if args.browser_cpus else None,
+               "control_load": args.control_load,
                "plain_wall_s": med(plain, "wall_s"), "view_wall_s": med(view, "wall_s"),
                "plain_steps_per_s": med(plain, "steps_per_s"), "view_steps_per_s": med(view, "steps_per_s"),
                "plain_steps_per_s_playing": med(plain, "steps_per_s_playing"),
