@@ -4,48 +4,76 @@ Times forward and backward of the density MLP 64 -> 64 -> 16 and the colour MLP 
 on N samples (f32) and prints one JSON line: medians in ms and multiply-adds per second (the bias
 counted as an input; the backward counts twice the forward's multiply-adds). ``--V``, ``--J``,
 ``--JW`` and ``--IW`` replace the module's tile constants (samples per vector cell, neurons per
-thread in a layer, the weight-gradient tile) before anything compiles, to compare tiles; the
-checksums of the weight gradients must not change between tiles beyond f32 rounding.
+thread in a layer, the weight-gradient tile) before anything compiles, to compare tiles; Taichi's
+offline cache is off, so every run compiles its own tile. The sums of the weight gradients
+(``grad_sum``) must not change between tiles beyond f32 rounding.
 
     python benchmarks/mlp_tiles.py [--V 32 --J 2 --JW 2 --IW 1] [--threads 2] [--n 262144]
 """
-import os, sys, time, json
-os.environ.setdefault("TI_SKIP_VERSION_CHECK", "ON")
-import numpy as np
 import argparse
-ap = argparse.ArgumentParser()
-ap.add_argument("--V", type=int, default=32); ap.add_argument("--J", type=int, default=2)
-ap.add_argument("--JW", type=int, default=2); ap.add_argument("--IW", type=int, default=1)
-ap.add_argument("--threads", type=int, default=2); ap.add_argument("--n", type=int, default=262144)
-ap.add_argument("--reps", type=int, default=5); ap.add_argument("--ir", action="store_true")
-a = ap.parse_args()
-import taichi as ti
-kw = {}
-if a.ir:
-    kw["print_kernel_llvm_ir_optimized"] = True
-ti.init(arch=ti.cpu, cpu_max_num_threads=a.threads, default_fp=ti.f32, offline_cache=False, **kw)
-sys.path.insert(0, os.environ.get("SYNCNERF_ROOT") or os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import kernels.mlp as m
-m.V, m._J, m._JW, m._IW = a.V, a.J, a.JW, a.IW
-n = a.n
-res = {}
-for name, dims in (("density", (64, [64], 16)), ("color", (31, [64, 64], 3))):
-    mlp = m.MLP(dims[0], dims[1], dims[2], n)
-    inp = ti.field(float, shape=(n, dims[0]), needs_grad=True)
-    out = ti.field(float, shape=(n, dims[2]), needs_grad=True)
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+os.environ.setdefault("TI_SKIP_VERSION_CHECK", "ON")
+NETS = (("density", 64, [64], 16), ("color", 31, [64, 64], 3))
+
+
+def time_mlp(m, ti, in_dim, hidden, out_dim, n, repeats):
+    mlp = m.MLP(in_dim, hidden, out_dim, n)
+    inp = ti.field(float, shape=(n, in_dim), needs_grad=True)
+    out = ti.field(float, shape=(n, out_dim), needs_grad=True)
     rng = np.random.default_rng(0)
-    inp.from_numpy(rng.standard_normal((n, dims[0])).astype(np.float32))
-    out.grad.from_numpy(rng.standard_normal((n, dims[2])).astype(np.float32))
-    ws = [dims[0]] + dims[1] + [dims[2]]
-    macs = sum((i + 1) * o for i, o in zip(ws[:-1], ws[1:])) * n
-    f, b = [], []
-    for r in range(a.reps + 1):
-        ti.sync(); t0 = time.perf_counter(); mlp.forward(inp, out, n); ti.sync(); t1 = time.perf_counter()
-        mlp.backward(inp, out, n); ti.sync(); t2 = time.perf_counter()
+    inp.from_numpy(rng.standard_normal((n, in_dim)).astype(np.float32))
+    out.grad.from_numpy(rng.standard_normal((n, out_dim)).astype(np.float32))
+    widths = [in_dim, *hidden, out_dim]
+    macs = n * sum((i + 1) * o for i, o in zip(widths[:-1], widths[1:]))
+    fwd, bwd = [], []
+    for r in range(repeats + 1):  # the first step compiles
+        ti.sync()
+        t0 = time.perf_counter()
+        mlp.forward(inp, out, n)
+        ti.sync()
+        t1 = time.perf_counter()
+        mlp.backward(inp, out, n)
+        ti.sync()
+        t2 = time.perf_counter()
         if r:
-            f.append(t1 - t0); b.append(t2 - t1)
-    fm, bm = np.median(f), np.median(b)
-    res[name] = dict(fwd_ms=round(fm * 1e3, 1), bwd_ms=round(bm * 1e3, 1), fwd_gmacs=round(macs / fm / 1e9, 1),
-                     bwd_gmacs=round(2 * macs / bm / 1e9, 1))
-    res[name + "_grad_checksum"] = float(mlp.params.grad.to_numpy()[:50].sum())
-print(json.dumps(dict(V=a.V, J=a.J, JW=a.JW, IW=a.IW, threads=a.threads, **res)))
+            fwd.append(t1 - t0)
+            bwd.append(t2 - t1)
+    f, b = float(np.median(fwd)), float(np.median(bwd))
+    return {"fwd_ms": round(f * 1e3, 1), "bwd_ms": round(b * 1e3, 1),
+            "fwd_gmacs": round(macs / f / 1e9, 1), "bwd_gmacs": round(2 * macs / b / 1e9, 1),
+            "grad_sum": float(mlp.params.grad.to_numpy().astype(np.float64).sum())}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--V", type=int, default=32, help="samples per vector cell (default 32)")
+    ap.add_argument("--J", type=int, default=2, help="neurons per thread in a layer (default 2)")
+    ap.add_argument("--JW", type=int, default=2, help="neurons of the weight-gradient tile (default 2)")
+    ap.add_argument("--IW", type=int, default=1, help="inputs of the weight-gradient tile (default 1)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--n", type=int, default=262144, help="samples (default 262144)")
+    ap.add_argument("--repeats", type=int, default=5, help="timed steps after the warm-up (default 5)")
+    args = ap.parse_args(argv)
+    if min(args.V, args.J, args.JW, args.IW, args.threads, args.n, args.repeats) < 1:
+        ap.error("every option must be >= 1")
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import taichi as ti
+
+    from taichi_syncnerf import runtime
+    runtime.init(arch="cpu", threads=args.threads, precision="f32", offline_cache=False)
+    import kernels.mlp as m
+    m.V, m._J, m._JW, m._IW = args.V, args.J, args.JW, args.IW
+    figures = {name: time_mlp(m, ti, i, h, o, args.n, args.repeats) for name, i, h, o in NETS}
+    print(json.dumps({"name": "mlp_tiles", "V": args.V, "J": args.J, "JW": args.JW, "IW": args.IW,
+                      "threads": args.threads, "n": args.n, **figures}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

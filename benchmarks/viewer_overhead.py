@@ -200,10 +200,10 @@ def one_run(args, scene: Path, rdir: Path, view: bool, port: int) -> dict:
     browser_thread = None
     spinner = None
     if not view and args.control_load:
-        # the B run's browser keeps its cores busy: keep them as busy here, so that A and B differ by the viewer
-        cpus = args.browser_cpus
+        # the B run's browser may keep its cores busy: keep them fully busy here, so that A and B
+        # differ by the viewer (a control at least as heavy as the browser)
         spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"],
-                                   preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+                                   preexec_fn=lambda: os.sched_setaffinity(0, args.browser_cpus))
     if view:
         profile = rdir.parent / f"chromium-{rdir.name}"      # a fresh profile: no lock left by a stopped run
         if profile.exists():
@@ -211,15 +211,19 @@ def one_run(args, scene: Path, rdir: Path, view: bool, port: int) -> dict:
         browser_thread = threading.Thread(target=browse, daemon=True,
                                           args=(run, f"http://127.0.0.1:{port}", profile, state, args.browser_cpus))
         browser_thread.start()
-    wall = run.wait_line("trained ", args.timeout)
+    try:
+        wall = run.wait_line("trained ", args.timeout)
+    finally:
+        if spinner is not None:
+            spinner_cpu_s = round(cpu_seconds(spinner.pid, children=False), 1)
+            spinner.kill()
+            spinner.wait()
     stat1 = cpu_times()
     cpu = {"train_cpu_s": round(cpu_seconds(run.proc.pid, children=False), 1),
            "train_cores": core_split(stat0, stat1, args.train_cpus),
            "other_cores": core_split(stat0, stat1, (set(stat1) - set(args.train_cpus)) if args.train_cpus else [])}
     if spinner is not None:
-        cpu["spinner_cpu_s"] = round(cpu_seconds(spinner.pid, children=False), 1)
-        spinner.kill()
-        spinner.wait()
+        cpu["spinner_cpu_s"] = spinner_cpu_s
     if view:
         cpu["viewer_cpu_s"] = round(cpu_seconds(run.proc.pid) - cpu["train_cpu_s"], 1)
         browser_thread.join(10)
@@ -305,6 +309,8 @@ def main():
                          "process, as the B run's browser keeps them: then A and B differ only by the viewer")
     ap.add_argument("-o", dest="overrides", action="append", default=[])
     args = ap.parse_args()
+    if args.control_load and not args.browser_cpus:
+        ap.error("--control-load needs --browser-cpus: the CPUs to keep busy")
     if find_chromium() is None:
         sys.exit("chromium is not installed (Debian: apt-get install chromium)")
     out = Path(args.out).resolve()
