@@ -33,6 +33,7 @@ def time_mlp(m, ti, in_dim, hidden, out_dim, n, repeats):
     macs = n * sum((i + 1) * o for i, o in zip(widths[:-1], widths[1:]))
     fwd, bwd = [], []
     for r in range(repeats + 1):  # the first step compiles
+        mlp.params.grad.fill(0.0)  # backward adds: grad_sum is then one step's
         ti.sync()
         t0 = time.perf_counter()
         mlp.forward(inp, out, n)
