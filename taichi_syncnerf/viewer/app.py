@@ -108,6 +108,7 @@ class ClientView:
     def __init__(self, viewer: "Viewer", client):
         self.viewer, self.client = viewer, client
         self.last_move = time.monotonic()
+        self.last_view = None           # the view of the last camera message that moved it
         self.last_key = None
         self.frames_sent = 0
         self.last_image: np.ndarray | None = None          # the last frame sent, and the last moving one
@@ -119,7 +120,12 @@ class ClientView:
         self.thread.start()
 
     def _moved(self, _camera) -> None:
-        self.last_move = time.monotonic()
+        # the browser also sends its camera when nothing moved (a resize of the page, a new panel):
+        # only a real move drops to the moving height, or the page would flash a coarse frame
+        view = self._view()
+        if view != self.last_view:
+            self.last_view = view
+            self.last_move = time.monotonic()
 
     def _view(self):
         cam = self.client.camera

@@ -73,6 +73,52 @@ def changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return d >= np.percentile(d, 90)
 
 
+class NewFrame(Exception):
+    """The viewer sent another frame while the test waited for the page to show the last one."""
+
+
+def settled_frame(viewer, t: float, height: int, quiet: float = 1.0):
+    """(client view, image, frames sent) once the last frame sent is a full-height one at time ``t``
+    and no other frame has followed it for ``quiet`` seconds."""
+    since = {}
+
+    def check():
+        views = [v for v in viewer.clients.values() if v.last_key is not None]
+        if not views or views[0].last_key[2] != height or views[0].last_key[1] != t:
+            since.clear()
+            return None
+        v, n = views[0], views[0].frames_sent
+        if since.get("n") != n:
+            since.update(n=n, at=time.monotonic())
+            return None
+        return (v, v.last_image, n) if time.monotonic() - since["at"] >= quiet else None
+
+    return wait_for(f"a settled full-height frame at time {t:g}", check)
+
+
+def page_shows_frame(browser, viewer, t: float, height: int, instead_of=None, attempts: int = 3):
+    """(image sent, screenshot) once the page shows the viewer's settled frame at
+    time ``t``; the screenshot is taken with no newer frame sent (else the frame is waited for again)."""
+    for attempt in range(attempts):
+        view, sent, n = settled_frame(viewer, t, height)
+        preview = view.last_moving_image
+        if preview is not None and preview.shape == sent.shape:
+            preview = None            # the moving frame was already full height
+        other = preview if instead_of is None else instead_of
+
+        def check():
+            shot = shown(browser, sent, other)
+            if view.frames_sent != n:
+                raise NewFrame
+            return shot
+
+        try:
+            return sent, wait_for("the page to show the rendered frame", check, timeout=30)
+        except NewFrame:
+            continue
+    raise AssertionError(f"the viewer kept sending frames at time {t:g} ({attempts} tries)")
+
+
 @pytest.fixture
 def browser_run(request):
     """(run folder, its RunModel or None to open it)."""
@@ -98,18 +144,8 @@ def test_browser_shows_the_scene_and_follows_the_time_slider(browser_run, tmp_pa
         # viser's toast about software WebGL covers a corner of the page: close it once it is there
         wait_for("the page", lambda: browser.evaluate("document.readyState") == "complete", timeout=30)
 
-        def full_frame(t):
-            views = [v for v in viewer.clients.values() if v.last_key is not None]
-            ok = views and views[0].last_key[2] == full and views[0].last_key[1] == t
-            return views[0] if ok else None
-
-        view = wait_for("a full-resolution frame at time 0", lambda: full_frame(0.0))
-        first, preview = view.last_image, view.last_moving_image
-        if preview is not None and preview.shape == first.shape:
-            preview = None            # the moving frame was already full height
+        first, shot0 = page_shows_frame(browser, viewer, 0.0, full)
         assert first.shape[0] == full and first.std() > 0.01 * 255, "the model renders a flat image"
-        shot0 = wait_for("the page to show the rendered frame", lambda: shown(browser, first, preview),
-                         timeout=30)
         crop0 = canvas_crop(shot0)
         assert crop0.std() > 0.01                       # not a blank page
 
@@ -122,11 +158,9 @@ def test_browser_shows_the_scene_and_follows_the_time_slider(browser_run, tmp_pa
         assert found, "the time slider is not on the page"
         browser.press("End", "End", 35)
         wait_for("the viewer to receive the slider's move", lambda: viewer.controls.time.value == last, timeout=10)
-        view = wait_for("a full-resolution frame at the last frame", lambda: full_frame(last))
-        second = view.last_image
+        second, shot1 = page_shows_frame(browser, viewer, last, full, instead_of=first)
         change = np.abs(second.astype(float) - first.astype(float)).mean() / 255.0
         assert change > 0.003, f"the model's image hardly depends on time ({change:.4f})"
-        shot1 = wait_for("the page to show the new frame", lambda: shown(browser, second, first), timeout=30)
         # the page changed as the rendered image did
         crop1 = canvas_crop(shot1)
         seen, rendered = crop1 - crop0, expected_crop(second) - expected_crop(first)

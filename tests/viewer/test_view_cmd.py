@@ -307,3 +307,22 @@ def test_nice_19_puts_every_thread_in_the_idle_class():
     """At nice 19 the threads running before the call and those started after it are SCHED_IDLE."""
     pols = _per_thread_after_lowering(19, "os.sched_getscheduler(int(t))")
     assert len(pols) >= 3 and set(pols) == {os.SCHED_IDLE}, pols
+
+
+def test_camera_message_without_a_move_keeps_the_full_frame():
+    """The browser resends its camera on a resize: only a message that changes the view counts as a move
+    (a move drops the next frames to the moving height)."""
+    from types import SimpleNamespace
+
+    from taichi_syncnerf.viewer.app import ClientView
+
+    cam = SimpleNamespace(wxyz=np.array([1.0, 0.0, 0.0, 0.0]), position=np.zeros(3), fov=0.8, aspect=1.5)
+    view = ClientView.__new__(ClientView)
+    view.client, view.last_view = SimpleNamespace(camera=cam), None
+    view._moved(cam)
+    view.last_move = first = 100.0
+    view._moved(cam)                                   # the same view again
+    assert view.last_move == first
+    cam.position = np.array([0.0, 0.0, 0.01])
+    view._moved(cam)
+    assert view.last_move > first
