@@ -70,6 +70,35 @@ def resolve_arch(arch: str) -> str:
     return arch
 
 
+def _cache_source_positions() -> None:
+    """Remember the source-position text Taichi builds for each syntax node while it turns a kernel
+    into its IR: every launch that finds a kernel in the offline cache still runs that conversion,
+    a ``ti.func`` is converted again at each call site and a static loop once per iteration, and the
+    text (a wrapped copy of the source line with a caret line under it) took about half of a
+    command's start-up. The text depends only on the function's source and the node's place in it,
+    which the key holds, so kernels, their cache keys and error messages are unchanged."""
+    from taichi.lang.ast.ast_transformer_utils import ASTTransformerContext
+
+    build = ASTTransformerContext.get_pos_info
+    if getattr(build, "_syncnerf_cached", False):
+        return
+    texts: dict = {}
+
+    def get_pos_info(self, node):
+        body = getattr(node, "body", None)
+        key = (self.file, self.lineno_offset, self.indent, len(self.src), self.func.func.__name__,
+               type(node).__name__, node.lineno, node.end_lineno, node.col_offset, node.end_col_offset,
+               body[0].lineno if isinstance(body, list) and body else None)
+        text = texts.get(key)
+        if text is None:
+            text = texts[key] = build(self, node)
+        return text
+
+    get_pos_info._syncnerf_cached = True
+    get_pos_info.__wrapped__ = build
+    ASTTransformerContext.get_pos_info = get_pos_info
+
+
 def init(
     arch: str = "auto",
     threads: int | None = None,
@@ -122,6 +151,7 @@ def init(
     if threads is not None:
         kwargs["cpu_max_num_threads"] = int(threads)
     ti.init(**kwargs)
+    _cache_source_positions()
     if offline_cache and not _state_atexit[0]:
         # Taichi writes its offline cache when the program is destroyed; make sure that happens.
         atexit.register(_reset_at_exit)

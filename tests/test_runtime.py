@@ -49,3 +49,53 @@ def test_auto_with_a_driver_that_does_not_start_says_so_in_one_line():
 def test_auto_without_a_driver_runs_on_the_cpu_quietly():
     actual, requested, lines = probe("auto", False)
     assert (actual, requested, lines) == ("cpu", "cpu", [])
+
+
+def test_cached_source_positions_are_taichis_text(monkeypatch):
+    """The cached source-position text equals what Taichi builds, for every node of a kernel whose
+    ti.func is inlined twice and whose static loop repeats its body (a key that left out where the
+    node is would return another node's text)."""
+    import taichi as ti
+    from taichi.lang.ast.ast_transformer_utils import ASTTransformerContext
+
+    cached = ASTTransformerContext.get_pos_info
+    assert cached._syncnerf_cached
+    calls = []
+
+    def checked(self, node):
+        got = cached(self, node)
+        calls.append(got == cached.__wrapped__(self, node))
+        return got
+
+    monkeypatch.setattr(ASTTransformerContext, "get_pos_info", checked)
+
+    @ti.func
+    def twice(v):
+        return v * 2.0 + 1.0
+
+    @ti.kernel
+    def k(out: ti.types.ndarray()):
+        acc = 0.0
+        for j in ti.static(range(3)):
+            acc += twice(float(j))
+        out[0] = twice(acc)
+
+    import numpy as np
+
+    out = np.zeros(1)
+    k(out)
+    assert out[0] == 2.0 * (1.0 + 3.0 + 5.0) + 1.0
+    assert len(calls) > 10 and all(calls)
+
+
+def test_compile_error_still_names_the_line():
+    """Source positions in Taichi's compile errors survive the cache."""
+    import taichi as ti
+
+    @ti.kernel
+    def broken() -> ti.i32:
+        return no_such_name  # noqa: F821
+
+    with pytest.raises(Exception) as err:
+        broken()
+    assert "test_runtime.py" in str(err.value) and "no_such_name" in str(err.value)
