@@ -6,7 +6,9 @@ zt; space resolutions 64, 128, 256, 512; time 150; 16 features per scale, so 64 
 the density MLP 64 -> 64 -> 16 (ReLU; trunc_exp density and 15 geometry features), the
 spherical harmonics (4 bands) of each ray's view direction, the colour MLP 31 -> 64 -> 64 -> 3
 (ReLU) and a sigmoid. One step on N random space-time points (``--rays`` rays of N / rays
-samples, each ray with a random view direction):
+samples, each ray with a random view direction; ``--points uniform``, the default: each point
+uniform in [-1, 1]^4 on its own, no two near each other; ``--points rays``: the points of a ray
+evenly spaced along it through the box, at one time per ray, as training samples them):
 
     field forward (density and colour of every sample) -> field backward from random output
     gradients: parameter gradients of the planes and both MLPs, and the gradient of every
@@ -21,7 +23,7 @@ timed steps. Prints a table, both throughputs and their ratio, and as its last l
 object (medians).
 
 Usage: python benchmarks/field.py [--samples 262144] [--repeats 5] [--threads 2] [--arch cpu]
-                                  [--size published|tiny] [--no-torch]
+                                  [--size published|tiny] [--points uniform|rays] [--no-torch]
 """
 import argparse
 import json
@@ -54,6 +56,10 @@ def parse_args(argv=None):
     p.add_argument("--size", default="published", choices=["published", "tiny"],
                    help="published: the preset's field (23.6 M parameters); tiny: a small field for "
                         "smoke runs")
+    p.add_argument("--points", default="uniform", choices=["uniform", "rays"],
+                   help="uniform (default): every point drawn alone, uniformly in [-1, 1]^4; rays: as "
+                        "training draws them, evenly spaced along each ray's segment through the box "
+                        "(a random point and direction), one time per ray")
     p.add_argument("--no-torch", action="store_true", help="time the Taichi field only")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -93,6 +99,24 @@ class Timer:
         setattr(obj, method, timed)
 
 
+def ray_points(n: int, rays: int, dirs: np.ndarray, rng) -> np.ndarray:
+    """(n, 4) points in [-1, 1]^4 as a training batch samples camera rays: ray r (rows
+    [r * n / rays, (r + 1) * n / rays)) passes through a uniform point of the box along its view
+    direction ``dirs[r]``, its samples evenly spaced over its segment inside the box, all at the
+    ray's one (uniform) time."""
+    per = n // rays
+    d = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+    o = rng.uniform(-1.0, 1.0, (rays, 3))
+    with np.errstate(divide="ignore"):
+        inv = 1.0 / d
+        lo = np.minimum((-1.0 - o) * inv, (1.0 - o) * inv).max(1)
+        hi = np.maximum((-1.0 - o) * inv, (1.0 - o) * inv).min(1)
+    s = lo[:, None] + (hi - lo)[:, None] * ((np.arange(per) + 0.5) / per)[None, :]
+    xyz = np.clip(o[:, None, :] + s[..., None] * d[:, None, :], -1.0, 1.0)
+    t = np.broadcast_to(rng.uniform(-1.0, 1.0, (rays, 1, 1)), (rays, per, 1))
+    return np.concatenate([xyz, t], axis=2).reshape(n, 4)
+
+
 def build_taichi(args):
     import taichi as ti
 
@@ -114,7 +138,11 @@ def build_taichi(args):
     smp.stratified(near, far, R, n // R)
     pts = ti.field(float, shape=(n, 4), needs_grad=True)
     dirs = ti.field(float, shape=(R, 3))
-    data = dict(pts=rng.uniform(-1.0, 1.0, (n, 4)).astype(fdt), dirs=rng.normal(size=(R, 3)).astype(fdt),
+    pts_np = rng.uniform(-1.0, 1.0, (n, 4))
+    dirs_np = rng.normal(size=(R, 3))
+    if args.points == "rays":
+        pts_np = ray_points(n, R, dirs_np, np.random.default_rng([args.seed, 1]))
+    data = dict(pts=pts_np.astype(fdt), dirs=dirs_np.astype(fdt),
                 g_sigma=rng.normal(size=n).astype(fdt), g_rgb=rng.normal(size=(n, 3)).astype(fdt),
                 ray_of=smp.ray_id.to_numpy()[:n].astype(np.int64))
     pts.from_numpy(data["pts"])
@@ -230,7 +258,8 @@ def main(argv=None) -> int:
     enc, dm, cm = field.encoder, field.density_mlp, field.color_mlp
     n_params = enc.n_params + dm.n_params + cm.n_params
 
-    print(f"K-Planes hybrid field ({args.size}), {n} samples on {args.rays} rays, arch={info.arch}, "
+    print(f"K-Planes hybrid field ({args.size}), {n} samples on {args.rays} rays ({args.points} points), "
+          f"arch={info.arch}, "
           f"threads={args.threads}, precision={args.precision}, encoder backward={enc.backward_mode}")
     print(f"encoder {enc.n_params:,} parameters; density MLP {'-'.join(map(str, dm.dims))}; colour MLP "
           f"{'-'.join(map(str, cm.dims))}; {n_params:,} parameters in all; setup {setup_s:.2f} s, "
@@ -241,7 +270,7 @@ def main(argv=None) -> int:
     print(f"{'total':<16}{total * 1e3:>12.1f}{low['total'] * 1e3:>10.1f}")
     print(f"Taichi: {n / total / 1e6:.3f} M samples/s (median of {args.repeats})")
     result = {
-        "name": "field", "size": args.size, "samples": n, "rays": args.rays,
+        "name": "field", "size": args.size, "samples": n, "rays": args.rays, "points": args.points,
         "samples_per_s": n / total, "total_ms": total * 1e3,
         **{f"{k}_ms": med[k] * 1e3 for k in PARTS},
         "threads": args.threads, "arch": info.arch, "precision": args.precision, "repeats": args.repeats,
