@@ -18,6 +18,10 @@ from pathlib import Path
 os.environ.setdefault("TI_SKIP_VERSION_CHECK", "ON")
 
 ARCHES = ("auto", "cpu", "cuda", "vulkan")
+# Taichi's own limit for its kernel cache is 100 MB (least recently used kernels removed past it):
+# the project's kernels (train, eval, render, the viewer; f32 and f64; per model kind and field
+# shape) fill that, and a kernel removed is compiled again at the next start.
+CACHE_MAX_BYTES = 1 << 30
 PRECISIONS = ("f32", "f64")
 
 
@@ -148,6 +152,7 @@ def init(
     if offline_cache:
         cache.mkdir(parents=True, exist_ok=True)
         kwargs["offline_cache_file_path"] = str(cache)
+        kwargs["offline_cache_max_size_of_files"] = CACHE_MAX_BYTES
     if threads is not None:
         kwargs["cpu_max_num_threads"] = int(threads)
     ti.init(**kwargs)

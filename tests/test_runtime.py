@@ -99,3 +99,12 @@ def test_compile_error_still_names_the_line():
     with pytest.raises(Exception) as err:
         broken()
     assert "test_runtime.py" in str(err.value) and "no_such_name" in str(err.value)
+
+
+def test_kernel_cache_holds_a_gigabyte(taichi_runtime):
+    """The offline cache may grow to CACHE_MAX_BYTES (Taichi's default, 100 MB, is smaller than the
+    project's kernels, and a kernel pushed out is compiled again at the next start)."""
+    import taichi as ti
+
+    assert taichi_runtime.cache_dir is not None
+    assert ti.lang.impl.current_cfg().offline_cache_max_size_of_files == runtime.CACHE_MAX_BYTES >= 1 << 30
