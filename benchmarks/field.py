@@ -138,7 +138,7 @@ def build_taichi(args):
     smp.stratified(near, far, R, n // R)
     pts = ti.field(float, shape=(n, 4), needs_grad=True)
     dirs = ti.field(float, shape=(R, 3))
-    pts_np = rng.uniform(-1.0, 1.0, (n, 4))
+    pts_np = rng.uniform(-1.0, 1.0, (n, 4))    # drawn for "rays" too: the draws after it stay the same
     dirs_np = rng.normal(size=(R, 3))
     if args.points == "rays":
         pts_np = ray_points(n, R, dirs_np, np.random.default_rng([args.seed, 1]))
@@ -259,8 +259,8 @@ def main(argv=None) -> int:
     n_params = enc.n_params + dm.n_params + cm.n_params
 
     print(f"K-Planes hybrid field ({args.size}), {n} samples on {args.rays} rays ({args.points} points), "
-          f"arch={info.arch}, "
-          f"threads={args.threads}, precision={args.precision}, encoder backward={enc.backward_mode}")
+          f"arch={info.arch}, threads={args.threads}, precision={args.precision}, "
+          f"encoder backward={enc.backward_mode}")
     print(f"encoder {enc.n_params:,} parameters; density MLP {'-'.join(map(str, dm.dims))}; colour MLP "
           f"{'-'.join(map(str, cm.dims))}; {n_params:,} parameters in all; setup {setup_s:.2f} s, "
           f"first step (compiles) {first:.2f} s")

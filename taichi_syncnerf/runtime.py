@@ -79,8 +79,9 @@ def _cache_source_positions() -> None:
     into its IR: every launch that finds a kernel in the offline cache still runs that conversion,
     a ``ti.func`` is converted again at each call site and a static loop once per iteration, and the
     text (a wrapped copy of the source line with a caret line under it) took 1.8 s of the 7.1 s of
-    a profiled ``view --benchmark`` start. The text depends only on the function's source and the node's place in it,
-    which the key holds, so kernels, their cache keys and error messages are unchanged."""
+    a profiled ``view --benchmark`` start. The text depends only on the function's source and the
+    node's place in it, which the key holds, so kernels, their cache keys and error messages are
+    unchanged."""
     from taichi.lang.ast.ast_transformer_utils import ASTTransformerContext
 
     build = ASTTransformerContext.get_pos_info

@@ -111,8 +111,7 @@ class ClientView:
         self.last_view = None           # the view of the last camera message that moved it
         self.last_key = None
         self.frames_sent = 0
-        self.last_image: np.ndarray | None = None          # the last frame sent, and the last moving one
-        self.last_moving_image: np.ndarray | None = None
+        self.last_image: np.ndarray | None = None          # the last frame sent
         self.alive = True
         self.rays_per_s: float | None = None      # measured render speed, for the "auto" moving height
         client.camera.on_update(self._moved)
@@ -166,8 +165,6 @@ class ClientView:
             u8 = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
             self.client.scene.set_background_image(u8, format="jpeg", jpeg_quality=90)
             self.last_image, self.last_key = u8, key
-            if moving:
-                self.last_moving_image = u8
             self.frames_sent += 1
             v.stats.add("moving" if moving else "full", intr.width, intr.height, seconds)
             rate = intr.width * intr.height / max(seconds, 1e-6)

@@ -99,7 +99,7 @@ def settled_frame(viewer, t: float, height: int, quiet: float = 1.0):
 def page_shows_frame(browser, viewer, t: float, height: int, instead_of=None, attempts: int = 3):
     """(image sent, screenshot) once the page shows the viewer's settled frame at
     time ``t``; the screenshot is taken with no newer frame sent (else the frame is waited for again)."""
-    for attempt in range(attempts):
+    for _ in range(attempts):
         view, sent, n = settled_frame(viewer, t, height)
 
         def check():
