@@ -8,7 +8,10 @@ spherical harmonics (4 bands) of each ray's view direction, the colour MLP 31 ->
 (ReLU) and a sigmoid. One step on N random space-time points (``--rays`` rays of N / rays
 samples, each ray with a random view direction; ``--points uniform``, the default: each point
 uniform in [-1, 1]^4 on its own, no two near each other; ``--points rays``: the points of a ray
-evenly spaced along it through the box, at one time per ray, as training samples them):
+evenly spaced along it through the box, at one time per ray, as training samples them;
+``--points box``: every point in one box of side 2e-3 (1/4 of a texel at the finest scale), so
+every lookup reads texels already in the cache: the step's time without cache misses, to tell
+arithmetic from memory traffic):
 
     field forward (density and colour of every sample) -> field backward from random output
     gradients: parameter gradients of the planes and both MLPs, and the gradient of every
@@ -23,7 +26,7 @@ timed steps. Prints a table, both throughputs and their ratio, and as its last l
 object (medians).
 
 Usage: python benchmarks/field.py [--samples 262144] [--repeats 5] [--threads 2] [--arch cpu]
-                                  [--size published|tiny] [--points uniform|rays] [--no-torch]
+                                  [--size published|tiny] [--points uniform|rays|box] [--no-torch]
 """
 import argparse
 import json
@@ -56,10 +59,11 @@ def parse_args(argv=None):
     p.add_argument("--size", default="published", choices=["published", "tiny"],
                    help="published: the preset's field (23.6 M parameters); tiny: a small field for "
                         "smoke runs")
-    p.add_argument("--points", default="uniform", choices=["uniform", "rays"],
+    p.add_argument("--points", default="uniform", choices=["uniform", "rays", "box"],
                    help="uniform (default): every point drawn alone, uniformly in [-1, 1]^4; rays: as "
                         "training draws them, evenly spaced along each ray's segment through the box "
-                        "(a random point and direction), one time per ray")
+                        "(a random point and direction), one time per ray; box: all in one box of side "
+                        "2e-3, every texel read from the cache (arithmetic without cache misses)")
     p.add_argument("--no-torch", action="store_true", help="time the Taichi field only")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -97,6 +101,16 @@ class Timer:
             self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
 
         setattr(obj, method, timed)
+
+
+BOX_SIDE = 2e-3
+
+
+def box_points(n: int, rng) -> np.ndarray:
+    """(n, 4) points uniform in one box of side ``BOX_SIDE`` around a uniform centre in
+    [-0.9, 0.9]^4: at most 2 texels per axis of every plane, so all lookups hit the cache."""
+    centre = rng.uniform(-0.9, 0.9, 4)
+    return centre + rng.uniform(-0.5 * BOX_SIDE, 0.5 * BOX_SIDE, (n, 4))
 
 
 def ray_points(n: int, rays: int, dirs: np.ndarray, rng) -> np.ndarray:
@@ -142,6 +156,8 @@ def build_taichi(args):
     dirs_np = rng.normal(size=(R, 3))
     if args.points == "rays":
         pts_np = ray_points(n, R, dirs_np, np.random.default_rng([args.seed, 1]))
+    elif args.points == "box":
+        pts_np = box_points(n, np.random.default_rng([args.seed, 2]))
     data = dict(pts=pts_np.astype(fdt), dirs=dirs_np.astype(fdt),
                 g_sigma=rng.normal(size=n).astype(fdt), g_rgb=rng.normal(size=(n, 3)).astype(fdt),
                 ray_of=smp.ray_id.to_numpy()[:n].astype(np.int64))

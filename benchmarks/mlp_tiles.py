@@ -8,7 +8,12 @@ thread in a layer, the weight-gradient tile) before anything compiles, to compar
 offline cache is off, so every run compiles its own tile. The sums of the weight gradients
 (``grad_sum``) must not change between tiles beyond f32 rounding.
 
-    python benchmarks/mlp_tiles.py [--V 32 --J 2 --JW 2 --IW 1] [--threads 2] [--n 262144]
+``--ceiling`` also times a Taichi kernel that does nothing but multiply-adds on accumulators held in
+registers (``acc = acc * a + b`` on 8 x 32 independent lanes per thread, no memory traffic), the
+most multiply-adds per second that Taichi's CPU code reaches here (``ceiling_gmacs``), and prints
+each MLP's share of it (``*_of_ceiling``).
+
+    python benchmarks/mlp_tiles.py [--V 32 --J 2 --JW 2 --IW 1] [--threads 2] [--n 262144] [--ceiling]
 """
 import argparse
 import json
@@ -51,6 +56,35 @@ def time_mlp(m, ti, in_dim, hidden, out_dim, n, repeats):
             "grad_sum": float(mlp.params.grad.to_numpy().astype(np.float64).sum())}
 
 
+_LANES, _ROWS = 32, 8
+
+
+def ceiling(ti, threads: int, repeats: int, iters: int = 200000) -> float:
+    """Multiply-adds per second (in G) of ``acc = acc * a + b`` on registers, ``threads`` threads."""
+    out = ti.field(float, shape=threads * 8)
+
+    @ti.kernel
+    def spin(iters: ti.i32, a: ti.f32, b: ti.f32):
+        ti.loop_config(block_dim=1)  # one iteration per task: all threads busy
+        for t in range(threads * 8):
+            acc = ti.Matrix([[0.001 * (r * _LANES + v) for v in range(_LANES)] for r in range(_ROWS)])
+            for _ in range(iters):
+                for r in ti.static(range(_ROWS)):
+                    for v in ti.static(range(_LANES)):
+                        acc[r, v] = acc[r, v] * a + b
+            out[t] = acc.sum()
+
+    spin(10, 0.999, 0.001)  # compiles
+    times = []
+    for _ in range(repeats):
+        ti.sync()
+        t0 = time.perf_counter()
+        spin(iters, 0.999, 0.001)
+        ti.sync()
+        times.append(time.perf_counter() - t0)
+    return threads * 8 * iters * _ROWS * _LANES / float(np.median(times)) / 1e9
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--V", type=int, default=32, help="samples per vector cell (default 32)")
@@ -60,6 +94,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n", type=int, default=262144, help="samples (default 262144)")
     ap.add_argument("--repeats", type=int, default=5, help="timed steps after the warm-up (default 5)")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="also time multiply-adds on registers alone and give each MLP's share of it")
     args = ap.parse_args(argv)
     if min(args.V, args.J, args.JW, args.IW, args.threads, args.n, args.repeats) < 1:
         ap.error("every option must be >= 1")
@@ -71,6 +107,12 @@ def main(argv=None) -> int:
     import kernels.mlp as m
     m.V, m._J, m._JW, m._IW = args.V, args.J, args.JW, args.IW
     figures = {name: time_mlp(m, ti, i, h, o, args.n, args.repeats) for name, i, h, o in NETS}
+    if args.ceiling:
+        top = ceiling(ti, args.threads, args.repeats)
+        figures["ceiling_gmacs"] = round(top, 1)
+        for name, *_ in NETS:
+            for part in ("fwd", "bwd"):
+                figures[name][f"{part}_of_ceiling"] = round(figures[name][f"{part}_gmacs"] / top, 2)
     print(json.dumps({"name": "mlp_tiles", "V": args.V, "J": args.J, "JW": args.JW, "IW": args.IW,
                       "threads": args.threads, "n": args.n, **figures}))
     return 0
