@@ -9,9 +9,9 @@ offline cache is off, so every run compiles its own tile. The sums of the weight
 (``grad_sum``) must not change between tiles beyond f32 rounding.
 
 ``--ceiling`` also times a Taichi kernel that does nothing but multiply-adds on accumulators held in
-registers (``acc = acc * a + b`` on 8 x 32 independent lanes per thread, no memory traffic), the
-most multiply-adds per second that Taichi's CPU code reaches here (``ceiling_gmacs``), and prints
-each MLP's share of it (``*_of_ceiling``).
+registers (``acc = acc * a + b`` on 8 x 32 independent lanes per task, 8 tasks per thread, no
+memory traffic), the most multiply-adds per second that Taichi's CPU code reaches here
+(``ceiling_gmacs``), and prints each MLP's share of it (``*_of_ceiling``).
 
     python benchmarks/mlp_tiles.py [--V 32 --J 2 --JW 2 --IW 1] [--threads 2] [--n 262144] [--ceiling]
 """
