@@ -11,7 +11,8 @@ offline cache is off, so every run compiles its own tile. The sums of the weight
 ``--ceiling`` also times a Taichi kernel that does nothing but multiply-adds on accumulators held in
 registers (``acc = acc * a + b`` on 8 x 32 independent lanes per task, 8 tasks per thread, no
 memory traffic), the most multiply-adds per second that Taichi's CPU code reaches here
-(``ceiling_gmacs``), and prints each MLP's share of it (``*_of_ceiling``).
+(``ceiling_gmacs``), each MLP's share of it (``*_of_ceiling``) and the least time both MLPs'
+forward and backward could take at it (``mlps_at_ceiling_ms``, from each MLP's ``gmacs_per_step``).
 
     python benchmarks/mlp_tiles.py [--V 32 --J 2 --JW 2 --IW 1] [--threads 2] [--n 262144] [--ceiling]
 """
@@ -52,6 +53,7 @@ def time_mlp(m, ti, in_dim, hidden, out_dim, n, repeats):
             bwd.append(t2 - t1)
     f, b = float(np.median(fwd)), float(np.median(bwd))
     return {"fwd_ms": round(f * 1e3, 1), "bwd_ms": round(b * 1e3, 1),
+            "gmacs_per_step": round(3 * macs / 1e9, 3),  # forward, then backward at twice its count
             "fwd_gmacs": round(macs / f / 1e9, 1), "bwd_gmacs": round(2 * macs / b / 1e9, 1),
             "grad_sum": float(mlp.params.grad.to_numpy().astype(np.float64).sum())}
 
@@ -110,6 +112,9 @@ def main(argv=None) -> int:
     if args.ceiling:
         top = ceiling(ti, args.threads, args.repeats)
         figures["ceiling_gmacs"] = round(top, 1)
+        # the least time both MLPs' forward and backward could take at the ceiling
+        figures["mlps_at_ceiling_ms"] = round(sum(figures[name]["gmacs_per_step"] for name, *_ in NETS)
+                                              / top * 1e3, 1)
         for name, *_ in NETS:
             for part in ("fwd", "bwd"):
                 figures[name][f"{part}_of_ceiling"] = round(figures[name][f"{part}_gmacs"] / top, 2)
