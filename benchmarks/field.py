@@ -136,7 +136,7 @@ def build_taichi(args):
 
     from taichi_syncnerf import runtime
     from taichi_syncnerf.kernels.sampling import RaySampler
-    from taichi_syncnerf.models.fields import RadianceField
+    from taichi_syncnerf.models.kplanes.fields import RadianceField
 
     n, R = args.samples, args.rays
     field = RadianceField(model_config(args.size), TIME_RES if args.size == "published" else 8, n, R,

@@ -1,6 +1,6 @@
 """The K-Planes hybrid field written with PyTorch: the peer that benchmarks/field.py times.
 
-The same function as ``taichi_syncnerf.models.fields.RadianceField`` (hybrid decoder): six
+The same function as ``taichi_syncnerf.models.kplanes.fields.RadianceField`` (hybrid decoder): six
 planes per scale (xy, xz, yz, xt, yt, zt) looked up with ``torch.nn.functional.grid_sample``
 (bilinear, ``align_corners=True``, border padding: the project's clamp), the elementwise product
 over the planes, scales concatenated; density MLP (ReLU) -> ``trunc_exp(raw[0] + bias)`` and 15

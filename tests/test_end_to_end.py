@@ -140,7 +140,7 @@ def test_bad_run_folder_errors(tmp_path):
 
 def test_ctrl_c_leaves_a_resumable_checkpoint(scene, tmp_path, monkeypatch):
     from taichi_syncnerf.config import load_config
-    from taichi_syncnerf.models.sync_kplanes import SyncKPlanes
+    from taichi_syncnerf.models.kplanes.model import SyncKPlanes
     from taichi_syncnerf.train import Interrupted, train
 
     original = SyncKPlanes.train_step

@@ -20,11 +20,11 @@ from taichi_syncnerf.errors import ConfigError
 
 def model_class(kind: str):
     if kind == "sync-kplanes":
-        from taichi_syncnerf.models.sync_kplanes import SyncKPlanes
+        from taichi_syncnerf.models.kplanes.model import SyncKPlanes
 
         return SyncKPlanes
     if kind == "sync-mixvoxels":
-        from taichi_syncnerf.models.sync_mixvoxels import SyncMixVoxels
+        from taichi_syncnerf.models.mixvoxels.model import SyncMixVoxels
 
         return SyncMixVoxels
     raise ConfigError(f"model.kind {kind!r} is not one of sync-kplanes, sync-mixvoxels")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from taichi_syncnerf.config import DEFAULTS, apply_overrides
-from taichi_syncnerf.models.sync_kplanes import SyncKPlanes
+from taichi_syncnerf.models.kplanes.model import SyncKPlanes
 
 
 def tiny_cfg(proposals, decoder="hybrid"):
@@ -62,7 +62,7 @@ def freeze_sampling_and_fine_weights(model, monkeypatch):
     Afterwards ``forward_backward`` evaluates exactly the loss whose gradient it returns."""
     import taichi as ti
 
-    from taichi_syncnerf.models import sync_kplanes as module
+    from taichi_syncnerf.models.kplanes import model as module
 
     fine_weights = model.renderer.weights
     frozen = ti.field(float, shape=fine_weights.shape)

@@ -5,7 +5,7 @@ import pytest
 
 from taichi_syncnerf.config import DEFAULTS, apply_overrides
 from taichi_syncnerf.kernels.reference import vm as vm_ref
-from taichi_syncnerf.models.sync_mixvoxels import SyncMixVoxels
+from taichi_syncnerf.models.mixvoxels.model import SyncMixVoxels
 
 C, F, R = 3, 5, 6
 

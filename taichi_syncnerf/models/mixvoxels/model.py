@@ -26,8 +26,6 @@ shrunk box are recomputed at ``mixvoxels.alpha_mask_steps``.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import taichi as ti
 
@@ -36,25 +34,11 @@ from taichi_syncnerf.kernels import allframes, mixglue, variation
 from taichi_syncnerf.kernels.adam import Adam
 from taichi_syncnerf.kernels.render import VolumeRenderer
 from taichi_syncnerf.kernels.sampling import RaySampler, ray_aabb
-from taichi_syncnerf.models.mixvoxels_heads import PerFrameHead, TimeFunction
-from taichi_syncnerf.models.mixvoxels_parts import DynamicBranch, StaticBranch, VariationField
-from taichi_syncnerf.models.mixvoxels_state import MixVoxelsState
-from taichi_syncnerf.models.mixvoxels_train import MixVoxelsTraining
+from taichi_syncnerf.models.mixvoxels.heads import PerFrameHead, TimeFunction
+from taichi_syncnerf.models.mixvoxels.parts import DynamicBranch, StaticBranch, VariationField
+from taichi_syncnerf.models.mixvoxels.state import MixVoxelsState, grid_resolution
+from taichi_syncnerf.models.mixvoxels.train import MixVoxelsTraining
 from taichi_syncnerf.models.offsets import TimeOffsets
-
-
-def grid_resolution(n_voxels: float, box) -> list[int]:
-    """Per-axis resolution with about ``n_voxels`` cells over ``box`` (2, 3), cells cubic."""
-    size = np.asarray(box[1], np.float64) - np.asarray(box[0], np.float64)
-    side = (np.prod(size) / float(n_voxels)) ** (1.0 / 3.0)
-    return [max(2, int(v)) for v in np.round(size / side)]
-
-
-def voxel_schedule(mx: dict) -> list[float]:
-    """Voxel counts after each upsample (log-linear from ``voxels_init`` to ``voxels_final``)."""
-    n = len(mx["upsample_steps"])
-    a, b = math.log(mx["voxels_init"]), math.log(mx["voxels_final"])
-    return [math.exp(a + (b - a) * (i + 1) / n) for i in range(n)]
 
 
 class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState):

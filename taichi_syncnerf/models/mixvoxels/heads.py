@@ -17,7 +17,7 @@ import taichi as ti
 from taichi_syncnerf import runtime
 from taichi_syncnerf.kernels import mixglue, timefn
 from taichi_syncnerf.kernels.mlp import MLP, flatten
-from taichi_syncnerf.models.mixvoxels_parts import xavier_layers
+from taichi_syncnerf.models.mixvoxels.parts import xavier_layers
 
 
 @ti.data_oriented

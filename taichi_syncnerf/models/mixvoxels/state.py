@@ -1,6 +1,8 @@
 """Grid growth, the alpha mask with box shrinking, and checkpoint state of Sync-MixVoxels (a
-mixin of :class:`.sync_mixvoxels.SyncMixVoxels`)."""
+mixin of :class:`.model.SyncMixVoxels`)."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import taichi as ti
@@ -12,12 +14,24 @@ from taichi_syncnerf.errors import UserError
 MASK_MAX_RES = 128  # the alpha mask's grid follows the VM grid, at most this many cells per axis
 
 
+def grid_resolution(n_voxels: float, box) -> list[int]:
+    """Per-axis resolution with about ``n_voxels`` cells over ``box`` (2, 3), cells cubic."""
+    size = np.asarray(box[1], np.float64) - np.asarray(box[0], np.float64)
+    side = (np.prod(size) / float(n_voxels)) ** (1.0 / 3.0)
+    return [max(2, int(v)) for v in np.round(size / side)]
+
+
+def voxel_schedule(mx: dict) -> list[float]:
+    """Voxel counts after each upsample (log-linear from ``voxels_init`` to ``voxels_final``)."""
+    n = len(mx["upsample_steps"])
+    a, b = math.log(mx["voxels_init"]), math.log(mx["voxels_final"])
+    return [math.exp(a + (b - a) * (i + 1) / n) for i in range(n)]
+
+
 class MixVoxelsState:
     # ------------------------------------------------------------------ schedule
     def apply_schedule(self, step: int) -> None:
         """Upsample the grids and/or rebuild the alpha mask when ``step`` is one of their steps."""
-        from taichi_syncnerf.models.sync_mixvoxels import grid_resolution, voxel_schedule
-
         mx = self.mx
         ups = [int(s) for s in mx["upsample_steps"]]
         if step in ups:

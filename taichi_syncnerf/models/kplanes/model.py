@@ -26,7 +26,7 @@ from taichi_syncnerf.kernels.adam import Adam
 from taichi_syncnerf.kernels import ray_losses
 from taichi_syncnerf.kernels.render import VolumeRenderer
 from taichi_syncnerf.kernels.sampling import RaySampler
-from taichi_syncnerf.models.fields import DensityField, RadianceField
+from taichi_syncnerf.models.kplanes.fields import DensityField, RadianceField
 from taichi_syncnerf.models.offsets import TimeOffsets
 
 

@@ -5,7 +5,7 @@ import numpy as np
 
 from taichi_syncnerf import runtime
 from taichi_syncnerf.kernels import allframes, ray_losses, variation
-from taichi_syncnerf.models.mixvoxels_data import AllFramesData
+from taichi_syncnerf.models.mixvoxels.data import AllFramesData
 
 
 class MixVoxelsTraining:
