@@ -48,6 +48,8 @@ def parser(doc: str, out_default: str) -> argparse.ArgumentParser:
                     help="read back runs that already finished in --out (same config, scene, seed and "
                          "overrides: checked against the run's config.yaml) instead of training them again")
     ap.add_argument("-o", dest="overrides", action="append", default=[])
+    ap.add_argument("--record", action="store_true",
+                    help="append the JSON line, with date, machine and command, to docs/results/<name>.jsonl")
     return ap
 
 

@@ -39,6 +39,8 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0, help="seed of the generated scenes (offsets)")
     ap.add_argument("-o", dest="overrides", action="append", default=[])
+    ap.add_argument("--record", action="store_true",
+                    help="append the JSON line, with date, machine and command, to docs/results/capture_range.jsonl")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,8 +92,12 @@ def main():
         print(f"| N(0, {row['sigma']:g} frames) (spread {row['gt_spread_frames']:g}) | {row['coarse_mae_frames']:.3f} | "
               f"{cell('without', 'offsets_mae_frames', '.3f')} | {cell('with', 'offsets_mae_frames', '.3f')} | "
               f"{cell('without', 'test_psnr', '.2f')} / {cell('with', 'test_psnr', '.2f')} dB |")
-    print(json.dumps({"name": "capture_range", "config": args.config, "threads": args.threads,
-                      "overrides": args.overrides, "rows": results}))
+    summary = {"name": "capture_range", "config": args.config, "threads": args.threads,
+               "overrides": args.overrides, "rows": results}
+    print(json.dumps(summary))
+    if args.record:
+        from report import record
+        record(summary)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ def main():
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--std", type=float, default=0.03, help="temporal std above which a pixel is moving")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--record", action="store_true",
+                    help="append the JSON line, with date, machine and command, to docs/results/error_split.jsonl")
     args = ap.parse_args()
     from taichi_syncnerf import runtime
 
@@ -56,7 +58,11 @@ def main():
         print(f"{run}: moving pixels {100 * r['moving_pixels']:.1f} %, PSNR moving {r['psnr_moving']:.2f} dB, "
               f"static {r['psnr_static']:.2f} dB; moving share of the squared error "
               f"{100 * r['moving_error_share']:.0f} %", flush=True)
-    print(json.dumps({"name": "error_split", "std": args.std, "runs": results}))
+    summary = {"name": "error_split", "std": args.std, "runs": results}
+    print(json.dumps(summary))
+    if args.record:
+        from report import record
+        record(summary)
 
 
 if __name__ == "__main__":

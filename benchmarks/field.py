@@ -66,6 +66,8 @@ def parse_args(argv=None):
                         "2e-3, every texel read from the cache (arithmetic without cache misses)")
     p.add_argument("--no-torch", action="store_true", help="time the Taichi field only")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--record", action="store_true",
+                   help="append the JSON line, with date, machine and command, to docs/results/field.jsonl")
     args = p.parse_args(argv)
     if min(args.samples, args.rays, args.repeats, args.threads) < 1 or args.samples % args.rays:
         p.error("--samples, --rays, --repeats and --threads must be >= 1, and --rays must divide --samples")
@@ -314,6 +316,9 @@ def main(argv=None) -> int:
                        "torch_device": device, "torch_first_step_s": t_first, "speedup_vs_torch": ratio,
                        "peer_max_rel_diff": diffs[worst]})
     print(json.dumps(result))
+    if args.record:
+        from report import record
+        record(result)
     return 0
 
 

@@ -98,6 +98,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5, help="timed steps after the warm-up (default 5)")
     ap.add_argument("--ceiling", action="store_true",
                     help="also time multiply-adds on registers alone and give each MLP's share of it")
+    ap.add_argument("--record", action="store_true",
+                    help="append the JSON line, with date, machine and command, to docs/results/mlp_tiles.jsonl")
     args = ap.parse_args(argv)
     if min(args.V, args.J, args.JW, args.IW, args.threads, args.n, args.repeats) < 1:
         ap.error("every option must be >= 1")
@@ -118,8 +120,12 @@ def main(argv=None) -> int:
         for name, *_ in NETS:
             for part in ("fwd", "bwd"):
                 figures[name][f"{part}_of_ceiling"] = round(figures[name][f"{part}_gmacs"] / top, 2)
-    print(json.dumps({"name": "mlp_tiles", "V": args.V, "J": args.J, "JW": args.JW, "IW": args.IW,
-                      "threads": args.threads, "n": args.n, **figures}))
+    result = {"name": "mlp_tiles", "V": args.V, "J": args.J, "JW": args.JW, "IW": args.IW,
+              "threads": args.threads, "n": args.n, **figures}
+    print(json.dumps(result))
+    if args.record:
+        from report import record
+        record(result)
     return 0
 
 

@@ -44,6 +44,8 @@ def main():
     ap.add_argument("--intrinsics", default="auto", choices=["auto", "shared", "per-camera"])
     ap.add_argument("--train", action="store_true")
     ap.add_argument("--config", default="synthetic/sync-kplanes")
+    ap.add_argument("--record", action="store_true",
+                    help="append the JSON line, with date, machine and command, to docs/results/prepare_capture.jsonl")
     args = ap.parse_args()
     from taichi_syncnerf.capture.checks import align_rig
     from taichi_syncnerf.capture.soundtrack import add_soundtracks
@@ -78,7 +80,7 @@ def main():
     rig = np.max(np.linalg.norm(c_g[:, None] - c_g[None], axis=-1))
     centre = np.linalg.norm((s * (rot @ c_e.T)).T + t - c_g, axis=1) / rig
     cos = [(np.trace((rot @ r_e[k]).T @ r_g[k]) - 1) / 2 for k in range(len(order))]
-    res = {"sigma": args.sigma, "sync": doc["sync"]["method"], "intrinsics": args.intrinsics,
+    res = {"name": "prepare_capture", "sigma": args.sigma, "sync": doc["sync"]["method"], "intrinsics": args.intrinsics,
            "fov": args.fov, "prepare_wall_s": round(wall, 1),
            "prepare_peak_rss_mib": round(rss, 1), "registered": len(order), "frames": doc["frames"],
            "size": [doc["width"], doc["height"]],
@@ -101,6 +103,9 @@ def main():
         print(f"train: offsets MAE {m['offsets']['mae_frames']:.3f} frames, test PSNR "
               f"{m['test']['psnr']:.2f} dB ({wall / 60:.1f} min)", flush=True)
     print(json.dumps(res))
+    if args.record:
+        from report import record
+        record(res)
     return 0
 
 

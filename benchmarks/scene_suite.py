@@ -73,6 +73,9 @@ def main():
     for name in args.scenes:
         print(f"- {name}: {SCENES[name][0]}")
     print(json.dumps(summary))
+    if args.record:
+        from report import record
+        record(summary)
 
 
 if __name__ == "__main__":

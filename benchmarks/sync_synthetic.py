@@ -68,6 +68,9 @@ def main():
                   f"after testoptim, {summary[f'sigma{s:g}_sync_minus_nosync_test_psnr_before_testoptim_db']:+.2f} dB "
                   "before it (medians)")
     print(json.dumps(summary))
+    if args.record:
+        from report import record
+        record(summary)
 
 
 if __name__ == "__main__":

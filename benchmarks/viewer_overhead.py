@@ -308,6 +308,8 @@ def main():
                     help="in each plain run keep the browser's CPUs (--browser-cpus) busy with a spinning "
                          "process, as the B run's browser keeps them: then A and B differ only by the viewer")
     ap.add_argument("-o", dest="overrides", action="append", default=[])
+    ap.add_argument("--record", action="store_true",
+                    help="append the JSON line, with date, machine and command, to docs/results/viewer_overhead.jsonl")
     args = ap.parse_args()
     if args.control_load and not args.browser_cpus:
         ap.error("--control-load needs --browser-cpus: the CPUs to keep busy")
@@ -368,6 +370,9 @@ def main():
           f"{summary['plain_steps_per_s_playing']}, view {summary['view_steps_per_s_playing']} "
           f"(slow-down {summary['playing_slowdown_pct']} %)")
     print(json.dumps(summary))
+    if args.record:
+        from report import record
+        record(summary)
 
 
 if __name__ == "__main__":
