@@ -79,7 +79,7 @@ def parse_args(argv=None):
 def model_config(size: str) -> dict:
     from taichi_syncnerf.config import load_config
 
-    m = load_config(PRESET)["model"]
+    m = load_config(PRESET)["kplanes"]
     if size == "tiny":
         m.update(TINY)
     return m

@@ -8,10 +8,10 @@ from click.testing import CliRunner
 from taichi_syncnerf.cli.main import main
 
 TINY = [
-    "model.features=4", "model.space_res=[8, 16]", "model.time_res=6", "model.density_hidden=16",
-    "model.geo_features=7", "model.color_hidden=[16]", "model.sh_degree=2", "model.n_samples=12",
-    "model.proposal.samples=[16]", "model.proposal.features=4", "model.proposal.space_res=[16]",
-    "model.proposal.time_res=6", "model.proposal.hidden=8", "train.batch_rays=256", "train.warmup_steps=5",
+    "kplanes.features=4", "kplanes.space_res=[8, 16]", "kplanes.time_res=6", "kplanes.density_hidden=16",
+    "kplanes.geo_features=7", "kplanes.color_hidden=[16]", "kplanes.sh_degree=2", "kplanes.n_samples=12",
+    "kplanes.proposal.samples=[16]", "kplanes.proposal.features=4", "kplanes.proposal.space_res=[16]",
+    "kplanes.proposal.time_res=6", "kplanes.proposal.hidden=8", "train.batch_rays=256", "train.warmup_steps=5",
     "train.log_every=5", "train.checkpoint_every=10", "eval.max_frames=2", "testoptim.batch_rays=256",
     "offsets.lr_scale=1.0", "offsets.freeze_step=null", "train.lr=0.02",
 ]
@@ -118,8 +118,8 @@ def test_offsets_move_toward_truth(scene, tmp_path):
 
     gt = json.loads((scene / "offsets_gt.json").read_text())["offsets_frames"]
     # pure ISG (no uniform share): this checks the offsets' gradient from the moving pixels, in few steps
-    c = load_config(cfg_file(tmp_path), TINY + ["train.steps=150", "model.proposal.samples=[]",
-                                                "model.n_samples=24", "train.sampling_floor=0"])
+    c = load_config(cfg_file(tmp_path), TINY + ["train.steps=150", "kplanes.proposal.samples=[]",
+                                                "kplanes.n_samples=24", "sampling.floor=0"])
     train(c, scene, tmp_path / "run", progress=False)
     doc = json.loads((tmp_path / "run" / "offsets.json").read_text())
     pred = [cam["offset_frames"] for cam in doc["cameras"]]

@@ -10,14 +10,15 @@ from taichi_syncnerf.models.kplanes.model import SyncKPlanes
 
 def tiny_cfg(proposals, decoder="hybrid"):
     cfg = apply_overrides(DEFAULTS, [
-        "model.features=4", "model.space_res=[4, 6]", "model.time_res=5", "model.density_hidden=8",
-        "model.geo_features=3", "model.color_hidden=[8]", "model.sh_degree=2", "model.n_samples=6",
-        f"model.proposal.samples={proposals}", "model.proposal.features=2", "model.proposal.space_res=[4]",
-        "model.proposal.time_res=4", "model.proposal.hidden=4", "model.density_bias=0.0",
-        "train.batch_rays=5", "testoptim.batch_rays=5", "offsets.l1=0.01", "regularizers.plane_tv=0",
-        "regularizers.plane_tv_proposal=0",
-        "regularizers.time_smoothness=0", "regularizers.time_smoothness_proposal=0", "regularizers.l1_time_planes=0",
-        "regularizers.l1_time_planes_proposal=0", f"model.decoder={decoder}", "model.explicit_basis_hidden=8",
+        "kplanes.features=4", "kplanes.space_res=[4, 6]", "kplanes.time_res=5", "kplanes.density_hidden=8",
+        "kplanes.geo_features=3", "kplanes.color_hidden=[8]", "kplanes.sh_degree=2", "kplanes.n_samples=6",
+        f"kplanes.proposal.samples={proposals}", "kplanes.proposal.features=2", "kplanes.proposal.space_res=[4]",
+        "kplanes.proposal.time_res=4", "kplanes.proposal.hidden=4", "kplanes.density_bias=0.0",
+        "train.batch_rays=5", "testoptim.batch_rays=5", "offsets.l1=0.01", "kplanes.regularizers.plane_tv=0",
+        "kplanes.regularizers.plane_tv_proposal=0", "kplanes.regularizers.time_smoothness=0",
+        "kplanes.regularizers.time_smoothness_proposal=0", "kplanes.regularizers.l1_time_planes=0",
+        "kplanes.regularizers.l1_time_planes_proposal=0", f"kplanes.decoder={decoder}",
+        "kplanes.explicit_basis_hidden=8",
     ])
     return cfg
 
@@ -165,8 +166,8 @@ def test_state_round_trip():
 
 def test_hashgrid_proposal_trains():
     cfg = tiny_cfg("[8]")
-    cfg["model"]["proposal"].update({"encoder": "hashgrid", "hash_levels": 2, "hash_log2_table": 8,
-                                     "hash_base_res": 4, "hash_max_res": 8})
+    cfg["kplanes"]["proposal"].update({"encoder": "hashgrid", "hash_levels": 2, "hash_log2_table": 8,
+                                       "hash_base_res": 4, "hash_max_res": 8})
     model, n = make_model(cfg)
     layers = model.field.density_mlp.layers()
     layers[-1][1][0] += 6.0
@@ -188,8 +189,8 @@ def test_offsets_can_ignore_the_proposal_time_gradient():
 
     def offsets_grad(proposal_grad=True, interlevel=1.0):
         # both switches are read at every step, so one model serves the three variants
-        model.cfg["offsets"]["proposal_grad"] = proposal_grad
-        model.cfg["regularizers"]["interlevel"] = interlevel
+        model.cfg["kplanes"]["proposal"]["offsets_grad"] = proposal_grad
+        model.cfg["kplanes"]["regularizers"]["interlevel"] = interlevel
         model.optimizer.zero_grad()
         stats = model.forward_backward(n, seed=1, jitter=False)
         return stats, model.offsets.params.grad.to_numpy().copy()

@@ -3,10 +3,10 @@ not a good one)."""
 import pytest
 
 TINY = [
-    "model.features=4", "model.space_res=[8, 16]", "model.time_res=6", "model.density_hidden=16",
-    "model.geo_features=7", "model.color_hidden=[16]", "model.sh_degree=2", "model.n_samples=12",
-    "model.proposal.samples=[16]", "model.proposal.features=4", "model.proposal.space_res=[16]",
-    "model.proposal.time_res=6", "model.proposal.hidden=8", "train.batch_rays=256", "train.warmup_steps=5",
+    "kplanes.features=4", "kplanes.space_res=[8, 16]", "kplanes.time_res=6", "kplanes.density_hidden=16",
+    "kplanes.geo_features=7", "kplanes.color_hidden=[16]", "kplanes.sh_degree=2", "kplanes.n_samples=12",
+    "kplanes.proposal.samples=[16]", "kplanes.proposal.features=4", "kplanes.proposal.space_res=[16]",
+    "kplanes.proposal.time_res=6", "kplanes.proposal.hidden=8", "train.batch_rays=256", "train.warmup_steps=5",
     "train.log_every=5", "eval.max_frames=2", "testoptim.batch_rays=256",
     "offsets.lr_scale=1.0",
     "offsets.freeze_step=null", "train.lr=0.05", "train.steps=100", "train.checkpoint_every=25",

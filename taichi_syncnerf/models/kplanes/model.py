@@ -44,7 +44,7 @@ class SyncKPlanes:
 
     def __init__(self, cfg: dict, n_cameras: int, n_frames: int, test_index: int, ndc: bool,
                  near: float, far: float, bbox, background, max_rays: int):
-        m = cfg["model"]
+        m, kp = cfg["model"], cfg["kplanes"]
         self.cfg = cfg
         self.ndc = bool(ndc)
         self.near, self.far = float(near), float(far)
@@ -52,25 +52,25 @@ class SyncKPlanes:
         bbox = np.asarray(m["bbox"] if m["bbox"] is not None else bbox, dtype=np.float64).reshape(2, 3)
         self.box_lo, self.box_hi = bbox[0].tolist(), bbox[1].tolist()
         self.background = [float(v) for v in background]
-        self.threshold = float(cfg["train"]["early_stop_transmittance"])
+        self.threshold = float(kp["early_stop_transmittance"])
         self.max_rays = int(max_rays)
         seed = int(cfg["train"]["seed"])
         self.sync = bool(m["sync"])
         self.n_cameras = int(n_cameras)
         self.test_index = int(test_index)
 
-        levels = [int(n) for n in m["proposal"]["samples"]]
+        levels = [int(n) for n in kp["proposal"]["samples"]]
         self.prop_samples = levels
-        self.n_samples = int(m["n_samples"])
+        self.n_samples = int(kp["n_samples"])
         R = self.max_rays
         self.samplers = [RaySampler(R, R * n) for n in levels] + [RaySampler(R, R * self.n_samples)]
-        prop_res = list(m["proposal"]["space_res"])
+        prop_res = list(kp["proposal"]["space_res"])
         if len(prop_res) < len(levels):
             prop_res = prop_res + [prop_res[-1]] * (len(levels) - len(prop_res))
-        p_time = resolve_time_res(m["proposal"]["time_res"], n_frames)
-        self.proposals = [DensityField(m["proposal"], prop_res[i], p_time, R * n, seed + 10 * (i + 1),
-                                       float(m["density_bias"])) for i, n in enumerate(levels)]
-        self.field = RadianceField(m, resolve_time_res(m["time_res"], n_frames), R * self.n_samples, R, seed)
+        p_time = resolve_time_res(kp["proposal"]["time_res"], n_frames)
+        self.proposals = [DensityField(kp["proposal"], prop_res[i], p_time, R * n, seed + 10 * (i + 1),
+                                       float(kp["density_bias"])) for i, n in enumerate(levels)]
+        self.field = RadianceField(kp, resolve_time_res(kp["time_res"], n_frames), R * self.n_samples, R, seed)
         self.prop_renderers = [VolumeRenderer(R, R * n, colour=False) for n in levels]
         self.renderer = VolumeRenderer(R, R * self.n_samples, colour=True)
         self.prop_pts = [ti.field(float, shape=(R * n, 4), needs_grad=True) for n in levels]
@@ -204,9 +204,9 @@ class SyncKPlanes:
         """``n`` rays of single frames, drawn by the ISG/IST schedule of the config (or uniformly)."""
         from taichi_syncnerf.schedule import SamplingSchedule
 
-        t = self.cfg["train"]
+        t = self.cfg["sampling"]
         mode = "uniform" if uniform else SamplingSchedule(t["isg_step"], t["ist_step"])(step)
-        extra = {} if uniform else {"floor": float(t["sampling_floor"])}
+        extra = {} if uniform else {"floor": float(t["floor"])}
         b = source.sample_batch(rng, n, mode, cameras=cameras, **extra)
         b["sampling"] = mode
         return b
@@ -238,7 +238,7 @@ class SyncKPlanes:
     def forward_backward(self, n_rays: int, seed: int, jitter: bool, offsets_frozen: bool = False,
                          offsets_only: bool = False) -> dict:
         """Total loss (``stats["loss"]``) and its gradient ACCUMULATED into every parameter group."""
-        reg = self.cfg["regularizers"]
+        reg = self.cfg["kplanes"]["regularizers"]
         self._sample(n_rays, jitter=jitter, seed=seed)
         self._field_forward(n_rays)
         smp = self.samplers[-1]
@@ -259,7 +259,7 @@ class SyncKPlanes:
             glue.points_backward(self.pts, self.ray_cam, self.offsets.params, smp.ray_start, smp.ray_count,
                                  n_rays)
         inter = 0.0
-        prop_time_grad = self.sync and bool(self.cfg["offsets"]["proposal_grad"])
+        prop_time_grad = self.sync and bool(self.cfg["kplanes"]["proposal"]["offsets_grad"])
         for i, prop in enumerate(self.proposals):
             psmp = self.samplers[i]
             prend = self.prop_renderers[i]
