@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shlex
 import statistics
 import subprocess
@@ -146,6 +147,14 @@ def sources(recs: list) -> list:
     return ["", "Produced by:", ""] + lines
 
 
+def overrides(r: dict) -> tuple:
+    """A record's config overrides: its "overrides", else the -o values of its recorded command."""
+    if "overrides" in r:
+        return tuple(r["overrides"])
+    words = shlex.split(r.get("recorded", {}).get("command", ""))
+    return tuple(w for prev, w in zip(words, words[1:]) if prev == "-o")
+
+
 def in_order(used: list, recs: list) -> list:
     """The records of ``used``, each once, in the order of ``recs``."""
     ids = {id(u) for u in used}
@@ -169,7 +178,7 @@ def scene_suite(recs: list) -> list:
         for k, m in r["medians"].items():
             scene, variant = k.split("/")
             runs = [x for x in r["runs"] if x["scene"] == scene and x["variant"] == variant]
-            key = (r["config"], r["sigma"], tuple(r.get("overrides", [])), scene)
+            key = (r["config"], r["sigma"], overrides(r), scene)
             cells.setdefault(key, {})[variant] = (m, runs, r)
     out = []
     order = {s: i for i, s in enumerate(SCENES)}
@@ -202,18 +211,17 @@ def scene_suite(recs: list) -> list:
 
 def sync_synthetic(recs: list) -> list:
     """Sync against the baseline on one generated scene per offset spread, medians over training seeds."""
-    import re
     pat = re.compile(r"^sigma([0-9.]+)_(sync|nosync)_median_test_psnr$")
     cells = {}
     for r in recs:
         for k in r:
             m = pat.match(k)
             if m:
-                cells[(r["config"], tuple(r.get("overrides", [])), float(m.group(1)), m.group(2))] = r
+                cells[(r["config"], overrides(r), float(m.group(1)), m.group(2))] = r
     out = []
     for config in sorted({k[0] for k in cells}, key=lambda c: (model_name(c) == c, c)):
         rows, used = [], []
-        for key in sorted(k for k in cells if k[0] == config):
+        for key in sorted((k for k in cells if k[0] == config), key=lambda k: (k[1], k[2], k[3] != "sync")):
             r, (s, v) = cells[key], key[2:]
             p = f"sigma{s:g}_{v}_median_"
             runs = [x for x in r["runs"] if x.get("sigma") == s and x["variant"] == v]
@@ -241,7 +249,7 @@ def capture_range(recs: list) -> list:
     rows, used = [], []
     for (config, over, sigma), (row, r) in latest(
             [(x, r) for r in recs for x in r["rows"]],
-            lambda p: (p[1]["config"], tuple(p[1].get("overrides", [])), p[0]["sigma"])).items():
+            lambda p: (p[1]["config"], overrides(p[1]), p[0]["sigma"])).items():
         def v(variant, key, spec):
             return fmt(row[variant][key], spec) if variant in row else "not run"
         rows.append([f"N(0, {sigma:g} frames)", fmt(row.get("gt_spread_frames"), "g"),
