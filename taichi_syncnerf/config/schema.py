@@ -288,8 +288,8 @@ class TrainConfig:
     batch_rays: int = opt(4096, "Rays per step. It is also the model's ray capacity: per-sample buffers are sized "
                                 "`batch_rays` × samples per level. Evaluation and rendering process images in "
                                 "chunks of this many rays, and `testoptim.batch_rays` must not exceed it.", min=1)
-    lr: float = opt(0.01, "Adam learning rate of every field parameter group; the offsets use "
-                          "`lr * offsets.lr_scale`.", "number", gt=0)
+    lr: float = opt(0.01, "Adam learning rate of the field (K-Planes: every field and proposal parameter group; "
+                          "Sync-MixVoxels: the grids); the offsets use `lr * offsets.lr_scale`.", "number", gt=0)
     warmup_steps: int = opt(512, "`warmup_cosine` only: the rate rises linearly over this many steps, then decays "
                                  "with a cosine.", min=0)
     schedule: str = opt("warmup_cosine", "Learning-rate factor applied to every group: `warmup_cosine`, or "
