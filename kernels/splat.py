@@ -279,7 +279,7 @@ class Rasterizer:
 
     def _grow(self, needed: int):
         """(Re)allocate the per-entry buffers; kernels compile once more for the new fields."""
-        cap = max(int(needed), 1024)
+        cap = max(int(needed), 16)
         self._ekey, self._ekey2 = ti.field(float, shape=cap), ti.field(float, shape=cap)
         self._eid, self._eid2 = ti.field(ti.i32, shape=cap), ti.field(ti.i32, shape=cap)
         self._egrad = ti.field(float, shape=(cap, N_DATA))
