@@ -13,8 +13,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from taichi_syncnerf.config.schema import (MOVED_KEYS, SECTIONS_OF_KIND, Config, is_section, iter_sections,
-                                           section_class)
+from taichi_syncnerf.config.schema import MOVED_KEYS, SECTIONS_OF_KIND, Config, is_section, iter_sections
 from taichi_syncnerf.config.validate import describe
 
 COMMAND = "python -m taichi_syncnerf.config.docs --write"
@@ -286,7 +285,8 @@ def _moved_table() -> str:
 
 def render() -> str:
     """The whole of docs/CONFIG.md."""
-    parts = [HEADER.replace("{{command}}", COMMAND).replace("{{kinds}}", _kinds_table()).replace("{{moved}}", _moved_table()).rstrip("\n")]
+    header = HEADER.replace("{{command}}", COMMAND).replace("{{kinds}}", _kinds_table())
+    parts = [header.replace("{{moved}}", _moved_table()).rstrip("\n")]
     parts.append("## name\n\n" + _table(Config, ""))
     for name, cls in iter_sections():
         block = [f"## {name}"]

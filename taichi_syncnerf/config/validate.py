@@ -126,7 +126,7 @@ def source_of(explicit: dict[str, str], where: str, *keys: str) -> str:
     return next((s for s in labels if s.startswith("override '")), labels[0] if labels else where)
 
 
-def check_applicable(cfg: dict, where: str, explicit: dict[str, str]) -> None:
+def check_applicable(cfg: dict, explicit: dict[str, str]) -> None:
     """Refuse a key set explicitly in a section that ``model.kind`` does not read."""
     kind = cfg["model"]["kind"]
     for key, src in explicit.items():
@@ -152,7 +152,7 @@ def validate(cfg: dict, where: str, explicit: dict[str, str] | None = None, appl
     kind_meta = FIELDS["model.kind"]
     require(check(kind_meta, cfg["model"]["kind"]), "model.kind", f"must be {describe(kind_meta)}")
     if applicability:
-        check_applicable(cfg, where, explicit)
+        check_applicable(cfg, explicit)
     for key, meta in FIELDS.items():
         require(check(meta, _get(cfg, key)), key, f"must be {describe(meta)}")
     _cross_checks(cfg, require)
