@@ -19,9 +19,11 @@ os.environ.setdefault("TI_SKIP_VERSION_CHECK", "ON")
 
 
 def split(run: str, std_threshold: float) -> dict:
-    from taichi_syncnerf.evaluate import eval_frames, open_run, render_image
+    from taichi_syncnerf.evaluate import eval_frames, render_image
+    from taichi_syncnerf.run_folder import open_run
 
-    cfg, source, model, _ = open_run(run)
+    opened = open_run(run)
+    cfg, source, model = opened.cfg, opened.source, opened.model
     cam = source.test_index
     video = np.stack([source.image(cam, f) for f in range(source.n_frames)])
     moving = video.std(0).max(-1) > std_threshold

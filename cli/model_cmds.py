@@ -1,34 +1,12 @@
 """train / testoptim / render / eval."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from taichi_syncnerf.cli.common import init_runtime, runtime_options, user_errors
 from taichi_syncnerf.errors import UserError
-
-
-def _generate_if_needed(cfg: dict, data: str | None) -> str:
-    """The dataset folder to use; generates the config's scene when it is missing."""
-    path = data or cfg["data"]["path"]
-    gen = cfg["data"]["generate"]
-    if path is None:
-        raise UserError("no dataset: give --data DIR or set data.path in the config")
-    p = Path(path)
-    if p.exists() and any(p.iterdir()):
-        return str(p)
-    if not gen:
-        raise UserError(f"{p}: dataset folder not found")
-    from taichi_syncnerf.data.synthetic import make_scene
-
-    args = dict(gen)
-    size = args.pop("size", "128x96")
-    w, h = (int(v) for v in str(size).lower().split("x"))
-    click.echo(f"generating the scene into {p} ...", err=True)
-    make_scene(p, size=(w, h), **args)
-    return str(p)
 
 
 @click.command()
@@ -61,40 +39,31 @@ def train(config, data, out, resume, no_sync, overrides, do_eval, quiet, view_po
             given = ", ".join([f"-o {o}" for o in overrides] + (["--no-sync"] if no_sync else []))
             raise UserError(f"--resume continues with {Path(out) / 'config.yaml'} as it is: overrides are not "
                             f"allowed there ({given})")
-    from taichi_syncnerf.config import load_config, load_resolved
-    from taichi_syncnerf.evaluate import compute_metrics
-    from taichi_syncnerf.runlog import write_json
-    from taichi_syncnerf.train import Interrupted
-    from taichi_syncnerf.train import train as run_train
+    from taichi_syncnerf.config import load_config
+    from taichi_syncnerf.data.synthetic import dataset_for_config
+    from taichi_syncnerf.run_folder import RunFolder
+    from taichi_syncnerf.train import Interrupted, train_and_evaluate
 
     if resume:
-        from taichi_syncnerf.checkpoint import require_run
-
-        cfg = load_resolved(require_run(Path(out)))
-        data = data or json.loads((Path(out) / "run.json").read_text()).get("data")
+        folder = RunFolder.open(out)
+        cfg, data = folder.config(), data or folder.data_dir(must_exist=False)
     else:
-        overrides = list(overrides) + (["model.sync=false"] if no_sync else [])
-        cfg = load_config(config, overrides)
-    out = out or str(Path("runs") / cfg["name"])
-    data = _generate_if_needed(cfg, data)
+        cfg = load_config(config, list(overrides) + (["model.sync=false"] if no_sync else []))
+        out = out or str(Path("runs") / cfg["name"])
+    data = dataset_for_config(cfg, data, log=lambda m: click.echo(m, err=True))
     if view_port is not None:
         from taichi_syncnerf.cli.view_cmd import LiveViewer
 
         viewer = LiveViewer(out, view_port, arch, precision)
     init_runtime(arch, threads, precision)
     try:
-        record = run_train(cfg, data, out, resume=resume, progress=not quiet)
+        record, metrics = train_and_evaluate(cfg, data, out, resume=resume, progress=not quiet, evaluate=do_eval)
     except Interrupted as e:
         click.echo(str(e), err=True)
         raise SystemExit(130) from None
     click.echo(f"trained {record.get('step')} steps: batch PSNR {record.get('batch_psnr', float('nan')):.2f} dB "
                f"(training batch) -> {out}")
-    if do_eval:
-        from taichi_syncnerf.evaluate import open_run
-
-        cfg, source, model, _ = open_run(out)
-        metrics = compute_metrics(cfg, source, model, progress=not quiet)
-        write_json(Path(out) / "metrics.json", metrics)
+    if metrics is not None:
         _print_metrics(metrics)
     if view_port is not None:
         viewer.wait()
@@ -123,10 +92,10 @@ def _print_metrics(m: dict) -> None:
 @user_errors
 def testoptim(run, steps, quiet, arch, threads, precision):
     """Optimise the held-out camera's time offset with the model frozen, then evaluate it."""
-    from taichi_syncnerf.checkpoint import require_run
-    from taichi_syncnerf.evaluate import testoptim as run_testoptim
+    from taichi_syncnerf.run_folder import RunFolder
+    from taichi_syncnerf.testoptim import testoptim as run_testoptim
 
-    require_run(Path(run))
+    RunFolder.open(run)
     init_runtime(arch, threads, precision)
     _print_metrics(run_testoptim(run, steps, progress=not quiet))
 
@@ -138,10 +107,10 @@ def testoptim(run, steps, quiet, arch, threads, precision):
 @user_errors
 def eval_cmd(run, quiet, arch, threads, precision):
     """Recompute metrics.json of a run."""
-    from taichi_syncnerf.checkpoint import require_run
     from taichi_syncnerf.evaluate import evaluate_run
+    from taichi_syncnerf.run_folder import RunFolder
 
-    require_run(Path(run))
+    RunFolder.open(run)
     init_runtime(arch, threads, precision)
     _print_metrics(evaluate_run(run, progress=not quiet))
 
@@ -162,10 +131,10 @@ def eval_cmd(run, quiet, arch, threads, precision):
 @user_errors
 def render(run, split, path_kind, time_mode, n_frames, out, png_dir, quiet, arch, threads, precision):
     """Render a video from a trained run (prediction | ground truth | error for dataset views)."""
-    from taichi_syncnerf.checkpoint import require_run
     from taichi_syncnerf.render_video import render_video
+    from taichi_syncnerf.run_folder import RunFolder
 
-    require_run(Path(run))
+    RunFolder.open(run)
     if time_mode != "sweep":
         try:
             time_mode = float(time_mode)

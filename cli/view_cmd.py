@@ -36,12 +36,12 @@ def view(run, port, host, live, max_load, niceness, wait_timeout, bench_heights,
 
     Needs the viewer extra: pip install -e '.[viewer]'.
     """
-    from taichi_syncnerf.checkpoint import require_run
+    from taichi_syncnerf.run_folder import RunFolder
     from taichi_syncnerf.viewer import require_viser
 
     if bench_heights is not None:
         heights = _heights(bench_heights)
-        require_run(Path(run))
+        RunFolder.open(run)
         init_runtime(arch, threads, precision)
         from taichi_syncnerf.viewer.bench import benchmark
 
@@ -53,7 +53,7 @@ def view(run, port, host, live, max_load, niceness, wait_timeout, bench_heights,
 
         wait_for_run(Path(run), wait_timeout, log=lambda s: click.echo(s, err=True))
     else:
-        require_run(Path(run))
+        RunFolder.open(run)
     init_runtime(arch, threads, precision)
     from taichi_syncnerf.viewer.app import Viewer
 

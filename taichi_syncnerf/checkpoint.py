@@ -1,4 +1,4 @@
-"""Run folders and checkpoints.
+"""The checkpoint file format (the run folder that holds them: :mod:`taichi_syncnerf.run_folder`).
 
 A checkpoint is an uncompressed ``.npz`` of plain arrays (read with ``allow_pickle=False``):
 ``meta`` is a JSON string with the format version, package version and step; every other key is
@@ -8,7 +8,6 @@ A checkpoint is an uncompressed ``.npz`` of plain arrays (read with ``allow_pick
 from __future__ import annotations
 
 import json
-import re
 import zipfile
 from pathlib import Path
 
@@ -18,23 +17,15 @@ from taichi_syncnerf import FORMAT_VERSION, __version__
 from taichi_syncnerf.errors import UserError
 from taichi_syncnerf.io_utils import save_npz_atomic
 
-_CKPT = re.compile(r"^step-(\d{8})\.npz$")
+
+class UnreadableCheckpoint(UserError):
+    """A checkpoint file that cannot be read back (truncated, damaged, not an .npz)."""
 
 
-def checkpoint_dir(run: Path) -> Path:
-    return Path(run) / "checkpoints"
-
-
-def list_checkpoints(run: Path) -> list[Path]:
-    d = checkpoint_dir(run)
-    if not d.is_dir():
-        return []
-    return sorted(p for p in d.iterdir() if _CKPT.match(p.name))
-
-
-def save_checkpoint(run: Path, step: int, arrays: dict[str, np.ndarray], meta: dict, keep: int = 3) -> Path:
-    path = checkpoint_dir(run) / f"step-{step:08d}.npz"
-    full_meta = {"format_version": FORMAT_VERSION, "package_version": __version__, "step": int(step), **meta}
+def write_checkpoint(path: Path, step: int, arrays: dict[str, np.ndarray], meta: dict) -> Path:
+    """Write one checkpoint file atomically: ``arrays`` plus ``meta`` (JSON-able, with the format
+    version, package version and ``step`` added)."""
+    full_meta = {**meta, "format_version": FORMAT_VERSION, "package_version": __version__, "step": int(step)}
     payload = {"meta": np.array(json.dumps(full_meta))}
     for k, v in arrays.items():
         a = np.asarray(v)
@@ -42,9 +33,7 @@ def save_checkpoint(run: Path, step: int, arrays: dict[str, np.ndarray], meta: d
             raise TypeError(f"checkpoint entry {k} is not a numeric array")
         payload[k] = a
     save_npz_atomic(path, **payload)
-    for old in list_checkpoints(run)[:-keep]:
-        old.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def load_checkpoint(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -53,13 +42,13 @@ def load_checkpoint(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise UserError(f"{path}: not a readable checkpoint ({e.__class__.__name__})") from None
+        raise UnreadableCheckpoint(f"{path}: not a readable checkpoint ({e.__class__.__name__})") from None
     if "meta" not in arrays:
-        raise UserError(f"{path}: not a taichi-syncnerf checkpoint (no meta entry)")
+        raise UnreadableCheckpoint(f"{path}: not a taichi-syncnerf checkpoint (no meta entry)")
     try:
         meta = json.loads(str(arrays.pop("meta")))
     except json.JSONDecodeError:
-        raise UserError(f"{path}: checkpoint metadata is corrupt") from None
+        raise UnreadableCheckpoint(f"{path}: checkpoint metadata is corrupt") from None
     check_format(str(path), meta)
     return meta, arrays
 
@@ -86,28 +75,3 @@ def load_optimizer_state(optimizer, arrays: dict[str, np.ndarray], where: str) -
         optimizer.load_state_dict(state)
     except ValueError as e:
         raise UserError(f"{where}: {e}") from None
-
-
-def latest_checkpoint(run: Path) -> Path | None:
-    found = list_checkpoints(run)
-    return found[-1] if found else None
-
-
-def require_run(run: Path) -> Path:
-    """Check that ``run`` is a run folder this version can read; return its config path."""
-    run = Path(run)
-    if not run.is_dir():
-        raise UserError(f"{run}: run folder not found")
-    cfg = run / "config.yaml"
-    if not cfg.is_file():
-        raise UserError(f"{run}: not a run folder (no config.yaml)")
-    marker = run / "run.json"
-    if marker.is_file():
-        try:
-            info = json.loads(marker.read_text())
-        except json.JSONDecodeError:
-            raise UserError(f"{marker}: corrupt run metadata") from None
-        check_format(str(run), info)
-    else:
-        raise UserError(f"{run}: not a taichi-syncnerf run folder (no run.json)")
-    return cfg

@@ -1,27 +1,16 @@
-"""Rendering whole images from a model, evaluation, and test-time offset optimisation."""
-from __future__ import annotations
+"""Rendering whole images from a model, and evaluation figures (metrics.json's content).
 
-from pathlib import Path
+Opening a run is :func:`taichi_syncnerf.run_folder.open_run`; test-time optimisation is
+:mod:`taichi_syncnerf.testoptim`.
+"""
+from __future__ import annotations
 
 import numpy as np
 
-from taichi_syncnerf.checkpoint import latest_checkpoint, load_checkpoint, require_run
-from taichi_syncnerf.config import load_resolved
-from taichi_syncnerf.errors import UserError
-from taichi_syncnerf.runlog import JsonlLog, read_offsets_document, write_json
-
 
 def render_colours(model, rays: dict) -> np.ndarray:
-    """(N, 3) colours in [0, 1] of any number of rays, in chunks of the model's batch capacity."""
-    n = len(rays["times"])
-    out = np.empty((n, 3))
-    step = model.max_rays
-    for a in range(0, n, step):
-        b = min(n, a + step)
-        k = model.load_rays(rays["origins"][a:b], rays["dirs"][a:b], rays["view_dirs"][a:b],
-                            rays["times"][a:b], rays["cams"][a:b])
-        out[a:b] = model.render_rays(k)
-    return np.clip(out, 0.0, 1.0)
+    """(N, 3) colours in [0, 1] of any number of rays (the model's own chunking)."""
+    return model.render(rays)
 
 
 def render_image(model, rays: dict, height: int, width: int) -> np.ndarray:
@@ -86,6 +75,7 @@ def evaluate_camera(model, source, cam: int, frames, lpips: bool = True, progres
 
 
 def offsets_block(model, source) -> dict | None:
+    """The offsets' error figures of the training cameras (frames, the global shift removed)."""
     from taichi_syncnerf.metrics import offset_mae
 
     if source.offsets_gt is None:
@@ -93,44 +83,23 @@ def offsets_block(model, source) -> dict | None:
     pred = model.offsets.frames()
     gt = np.asarray(source.offsets_gt, np.float64)
     train = offset_mae(pred, gt, exclude=[source.test_index]).as_dict(source.camera_names)
-    block = {"mae_frames": train["mae_frames"], "train": train}
-    return block
-
-
-def open_run(run, optimizer: bool = False):
-    """Load a run's config, dataset and latest checkpoint into a model."""
-    from taichi_syncnerf.train import build
-
-    run = Path(run)
-    cfg_path = require_run(run)
-    cfg = load_resolved(cfg_path)
-    import json
-
-    data_dir = json.loads((run / "run.json").read_text()).get("data")
-    if data_dir is None or not Path(data_dir).exists():
-        raise UserError(f"{run}: its dataset {data_dir} is not there any more")
-    source, model = build(cfg, data_dir)
-    ckpt = latest_checkpoint(run)
-    if ckpt is None:
-        raise UserError(f"{run}: the run has no checkpoint")
-    meta, arrays = load_checkpoint(ckpt)
-    model.load_state_arrays(arrays, str(ckpt), optimizer=optimizer)
-    offsets_json = run / "offsets.json"
-    if offsets_json.exists():
-        doc = read_offsets_document(offsets_json)
-        model.offsets.set_frames([c["offset_frames"] for c in doc["cameras"]])
-    return cfg, source, model, meta
+    return {"mae_frames": train["mae_frames"], "train": train}
 
 
 def evaluate_run(run, progress: bool = True, splits=("test", "train")) -> dict:
-    """Recompute ``metrics.json`` of a run from its checkpoint and offsets."""
-    run = Path(run)
-    cfg, source, model, _ = open_run(run)
-    metrics = compute_metrics(cfg, source, model, progress, splits)
-    old = _read_metrics(run)
-    if "test_before_testoptim" in old:
-        metrics["test_before_testoptim"] = old["test_before_testoptim"]
-    write_json(run / "metrics.json", metrics)
+    """Recompute ``metrics.json`` of a run from its newest readable checkpoint."""
+    from taichi_syncnerf.run_folder import RunFolder, open_run
+
+    folder = RunFolder.open(run)
+    with folder.writing("eval"):
+        opened = open_run(run, folder=folder)
+        metrics = compute_metrics(opened.cfg, opened.source, opened.model, progress, splits)
+        old = folder.read_metrics()
+        if "test_before_testoptim" in old:
+            metrics["test_before_testoptim"] = old["test_before_testoptim"]
+            if "testoptim" in old:
+                metrics["testoptim"] = old["testoptim"]
+        folder.write_metrics(metrics)
     return metrics
 
 
@@ -149,64 +118,3 @@ def compute_metrics(cfg, source, model, progress: bool, splits=("test", "train")
     if off is not None:
         out["offsets"] = off
     return out
-
-
-def _read_metrics(run: Path) -> dict:
-    import json
-
-    p = run / "metrics.json"
-    if not p.exists():
-        return {}
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError:
-        raise UserError(f"{p}: corrupt metrics file") from None
-
-
-def testoptim(run, steps: int | None = None, progress: bool = True) -> dict:
-    """Freeze the model, optimise only the test camera's own offset on its video, then evaluate."""
-    from tqdm import tqdm
-
-    from taichi_syncnerf.train import write_offsets
-
-    run = Path(run)
-    cfg, source, model, meta = open_run(run)
-    t = cfg["testoptim"]
-    steps = int(t["steps"] if steps is None else steps)
-    if steps < 0:
-        raise UserError("--steps must be >= 0")
-    test = source.test_index
-    old = _read_metrics(run)
-    before = old.get("test_before_testoptim", old.get("test"))
-    if before is None:
-        before = compute_metrics(cfg, source, model, progress, splits=("test",))["test"]
-    model.prepare_testoptim(test, float(t["lr"]))
-    rng = np.random.default_rng(int(cfg["train"]["seed"]) + 1)
-    log = JsonlLog(run / "testoptim.jsonl")
-    vsteps = int(t.get("variation_steps", 0))
-    vbar = tqdm(range(vsteps), disable=not progress, desc="variation field", dynamic_ncols=True)
-    for step in vbar:  # config validation allows it only for models with a variation field
-        b = model.sample_batch(source, rng, int(t["batch_rays"]), step, cameras=[test], uniform=True)
-        stats = model.retrain_variation(b, step, 0.1 ** (step / max(vsteps, 1)))
-        if step % 10 == 0 or step == vsteps - 1:
-            vbar.set_postfix(bce=f"{stats['bce']:.4f}", routing=f"{stats['routing_agreement']:.3f}")
-            log.append({"variation_step": step + 1, "bce": stats["bce"],
-                        "routing_agreement": stats["routing_agreement"]})
-    offset_before = float(model.offsets.frames()[test])
-    bar = tqdm(range(steps), disable=not progress, desc="testoptim", dynamic_ncols=True)
-    for step in bar:
-        b = model.sample_batch(source, rng, int(t["batch_rays"]), step, cameras=[test], uniform=True)
-        stats = model.train_on(b, step, 1.0, offsets_frozen=False, offsets_only=True)
-        off = float(model.offsets.frames()[test])
-        if step % 10 == 0 or step == steps - 1:
-            bar.set_postfix(psnr=f"{stats['psnr']:.2f}", offset=f"{off:+.3f}")
-            log.append({"step": step + 1, "psnr": stats["psnr"], "loss": stats["loss"], "offset_frames": off})
-    write_offsets(run, source, model)
-    metrics = old
-    after = compute_metrics(cfg, source, model, progress, splits=("test",))
-    metrics["test_before_testoptim"] = before
-    metrics["test"] = after["test"]
-    metrics["testoptim"] = {"steps": steps, "variation_steps": vsteps, "offset_frames_before": offset_before,
-                            "offset_frames_after": float(model.offsets.frames()[test])}
-    write_json(run / "metrics.json", metrics)
-    return metrics

@@ -23,10 +23,12 @@ def render_video(run, split: str = "test", path_kind: str = "dataset", time_mode
     from tqdm import tqdm
 
     from taichi_syncnerf.data.video import write_video
-    from taichi_syncnerf.evaluate import open_run, render_image
+    from taichi_syncnerf.evaluate import render_image
+    from taichi_syncnerf.run_folder import open_run
 
     run = Path(run)
-    cfg, source, model, _ = open_run(run)
+    opened = open_run(run)
+    source, model = opened.source, opened.model
     cam = source.test_index if split == "test" else int(source.train_indices[0])
     F = source.n_frames
     if time_mode == "sweep":

@@ -36,23 +36,3 @@ def make_lr_schedule(name: str, warmup: int, total: int):
     if name not in LR_SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}")
     return LR_SCHEDULES[name](warmup, total)
-
-
-@dataclass(frozen=True)
-class SamplingSchedule:
-    """Which ray-importance weights to sample with at a step: uniform, ISG, then IST."""
-
-    isg_step: int | None
-    ist_step: int | None
-
-    def __call__(self, step: int) -> str:
-        if self.ist_step is not None and step >= self.ist_step:
-            return "ist"
-        if self.isg_step is not None and step >= self.isg_step:
-            return "isg"
-        return "uniform"
-
-
-def offsets_frozen(step: int, freeze_step: int | None, start_step: int = 0) -> bool:
-    """Offsets train on steps ``start_step <= step < freeze_step`` (``freeze_step`` None: no end)."""
-    return step < start_step or (freeze_step is not None and step >= freeze_step)

@@ -1,4 +1,9 @@
-"""The training loop: a short explicit loop over steps, with schedules, logs and checkpoints."""
+"""The training loop: a short explicit loop over steps, with schedules, logs and checkpoints.
+
+The run folder's files are read and written through :mod:`taichi_syncnerf.run_folder`, the
+batches come from the model family's sampler (:mod:`taichi_syncnerf.data.samplers`), the offsets'
+freeze policy from :class:`taichi_syncnerf.offsets.TimeOffsets`.
+"""
 from __future__ import annotations
 
 import json
@@ -7,13 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from taichi_syncnerf.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from taichi_syncnerf.config import dump_config
-from taichi_syncnerf.errors import UserError
-from taichi_syncnerf.evaluate import validate
-from taichi_syncnerf.io_utils import write_text_atomic
-from taichi_syncnerf.runlog import JsonlLog, offsets_document, write_json, write_run_marker
-from taichi_syncnerf.schedule import make_lr_schedule, offsets_frozen
+from taichi_syncnerf.evaluate import compute_metrics, validate
+from taichi_syncnerf.run_folder import RunFolder, build, open_run, rng_state
+from taichi_syncnerf.schedule import make_lr_schedule
 
 
 class Interrupted(Exception):
@@ -24,15 +25,6 @@ class Interrupted(Exception):
         self.step = step
 
 
-def build(cfg: dict, data_dir: str | Path):
-    """Open the dataset and build the model of ``cfg`` (``model.kind``; no training)."""
-    from taichi_syncnerf.models.registry import build_model
-    from taichi_syncnerf.rays import RaySource
-
-    source = RaySource.open(data_dir, cfg)
-    return source, build_model(cfg, source)
-
-
 def _progress(total: int, initial: int, enabled: bool):
     from tqdm import tqdm
 
@@ -40,47 +32,54 @@ def _progress(total: int, initial: int, enabled: bool):
                 smoothing=0.05, mininterval=0.5)
 
 
-def train(cfg: dict, data_dir: str | Path, run: str | Path, resume: bool = False, progress: bool = True,
-          stop_after: int | None = None) -> dict:
+def train(cfg: dict | None, data_dir: str | Path | None, run: str | Path, resume: bool = False,
+          progress: bool = True, stop_after: int | None = None) -> dict:
     """Train per ``cfg`` into the run folder ``run``; returns the final log record.
 
-    ``stop_after`` ends the loop after that many steps of this call (used by tests to emulate an
-    interrupted run); the run can then be resumed with ``resume=True``.
+    With ``resume`` the run's own config.yaml and newest readable checkpoint are used (``cfg`` is
+    ignored; ``data_dir``, when given, replaces the dataset folder recorded in run.json). ``stop_after`` ends the loop after that many steps of
+    this call (used by tests to emulate an interrupted run).
     """
-    run = Path(run)
+    if resume:
+        folder = RunFolder.open(run)
+        with folder.writing("train --resume"):
+            opened = open_run(folder.path, optimizer=True, folder=folder, data_dir=data_dir)
+            return _train(folder, opened.cfg, opened.source, opened.model, opened, progress, stop_after)
+    RunFolder.require_new(run)                 # before the dataset is read: a mistake shows at once
+    source, model = build(cfg, data_dir, progress=progress)
+    folder = RunFolder.create(run, cfg, data_dir)
+    with folder.writing("train"):
+        return _train(folder, cfg, source, model, None, progress, stop_after)
+
+
+def _train(folder: RunFolder, cfg, source, model, opened, progress: bool, stop_after) -> dict:
+    """The loop; ``opened`` is the run as loaded for ``--resume`` (None for a new run)."""
+    from taichi_syncnerf.models.registry import make_sampler
+
+    resume = opened is not None
     t_cfg = cfg["train"]
     steps = int(t_cfg["steps"])
-    source, model = build(cfg, data_dir)
-    log = JsonlLog(run / "log.jsonl")
-    start = 0
+    log = folder.log()
     rng = np.random.default_rng(int(t_cfg["seed"]))
+    start = 0
     if resume:
-        ckpt = latest_checkpoint(run)
-        if ckpt is None:
-            raise UserError(f"{run}: --resume given but the run has no checkpoint")
-        meta, arrays = load_checkpoint(ckpt)
-        model.load_state_arrays(arrays, str(ckpt))
-        start = int(meta["step"])
-        rng.bit_generator.state = json.loads(meta["rng_state"])
+        start = opened.step
+        rng.bit_generator.state = json.loads(opened.meta["rng_state"])
         log.truncate_after(start)
     else:
-        if run.exists() and any(run.iterdir()):
-            raise UserError(f"{run}: run folder exists and is not empty (use --resume, or another --out)")
-        run.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run / "config.yaml", dump_config(cfg))
-        write_run_marker(run, {"data": str(Path(data_dir).resolve())})
-        start_offsets_from_dataset(cfg, source, model)
+        init = getattr(source.ds, "offsets_init_frames", None)
+        if init is not None and cfg["offsets"]["init_from_dataset"]:
+            model.offsets.start_from_estimate(init, source.test_index)
 
+    sampler = make_sampler(cfg, source)
     lr_sched = make_lr_schedule(t_cfg["schedule"], int(t_cfg["warmup_steps"]), steps)
-    freeze_step, start_step = cfg["offsets"]["freeze_step"], int(cfg["offsets"]["start_step"])
     batch = int(t_cfg["batch_rays"])
     log_every = max(1, int(t_cfg["log_every"]))
     val_every = t_cfg["val_every"]
     ckpt_every = max(1, int(t_cfg["checkpoint_every"]))
 
     def checkpoint(step):
-        save_checkpoint(run, step, model.state_arrays(),
-                        {"rng_state": json.dumps(rng.bit_generator.state)})
+        folder.save_checkpoint(step, model.state_arrays(), {"rng_state": rng_state(rng)})
 
     record, val = {}, {}
     end = steps if stop_after is None else min(steps, start + stop_after)
@@ -90,9 +89,8 @@ def train(cfg: dict, data_dir: str | Path, run: str | Path, resume: bool = False
     step = start
     try:
         for step in range(start, end):
-            b = model.sample_batch(source, rng, batch, step)  # the model's own kind of batch
-            mode = b["sampling"]
-            frozen = offsets_frozen(step, freeze_step, start_step)
+            b = sampler.sample(rng, batch, step)
+            frozen = model.offsets.frozen_at(step)
             stats = model.train_on(b, step, lr_sched(step), frozen)
             window.append(stats)
             bar.update(1)
@@ -106,7 +104,7 @@ def train(cfg: dict, data_dir: str | Path, run: str | Path, resume: bool = False
                 mean = {k: float(np.mean([w[k] for w in window if k in w])) for k in window[-1] if k != "psnr"}
                 record = {"step": step + 1, **mean, "batch_psnr": -10 * np.log10(max(mean["mse"], 1e-12)),
                           **(val if validating else {}),
-                          **model.current_lrs(), "sampling": mode, "offsets_frozen": frozen,
+                          **model.current_lrs(), "sampling": b["sampling"], "offsets_frozen": frozen,
                           "offsets_frames": model.offsets.frames().tolist(),
                           "steps_per_s": len(window) / max(now - t_last, 1e-9)}
                 log.append(record)
@@ -117,19 +115,26 @@ def train(cfg: dict, data_dir: str | Path, run: str | Path, resume: bool = False
     except KeyboardInterrupt:
         bar.close()
         checkpoint(step)
-        raise Interrupted(run, step) from None
+        raise Interrupted(folder.path, step) from None
     finally:
         bar.close()
     checkpoint(end)
-    write_offsets(run, source, model)
+    doc = _offsets_document(model, source)
+    folder.write_offsets(doc)
     if end == steps:
         from taichi_syncnerf import plots
 
         records = log.read()
-        plots.plot_training(records, run / "training.png")
-        plots.plot_offsets(records, run / "offsets.png", gt=aligned_truth(source, model),
-                           camera_names=source.camera_names)
+        plots.plot_training(records, folder.plot_path("training"))
+        truth = [c.get("truth_frames") for c in doc["cameras"]] if "truth_alignment" in doc else None
+        plots.plot_offsets(records, folder.plot_path("offsets"), gt=truth, camera_names=source.camera_names)
     return record
+
+
+def _offsets_document(model, source) -> dict:
+    return model.offsets.document(source.camera_names, source.fps, source.test_index, truth=source.offsets_gt,
+                                  initial=getattr(source.ds, "offsets_init_frames", None),
+                                  train_indices=source.train_indices)
 
 
 def _postfix(record: dict, val: dict) -> dict:
@@ -142,30 +147,16 @@ def _postfix(record: dict, val: dict) -> dict:
     return out
 
 
-def start_offsets_from_dataset(cfg, source, model) -> None:
-    """Start the trainable offsets from the dataset's coarse estimate (``offsets_init.json``,
-    written by ``prepare`` / ``sync-estimate``), moved so that the test camera's is 0, when
-    ``offsets.init_from_dataset`` is set."""
-    init = getattr(source.ds, "offsets_init_frames", None)
-    offsets = getattr(model, "offsets", None)
-    if init is None or offsets is None or not cfg["offsets"].get("init_from_dataset", True):
-        return
-    init = np.asarray(init, np.float64)
-    offsets.set_frames((init - init[source.test_index]) * offsets.trainable)
-
-
-def aligned_truth(source, model):
-    """Ground-truth offsets moved by the one global shift offsets cannot determine (the median
-    difference to the learned ones over the training cameras), so the two can be compared."""
-    if source.offsets_gt is None:
-        return None
-    gt = np.asarray(source.offsets_gt, np.float64)
-    pred = model.offsets.frames()
-    train = np.asarray(source.train_indices)
-    return (gt + np.median(pred[train] - gt[train])).tolist()
-
-
-def write_offsets(run: Path, source, model) -> dict:
-    doc = offsets_document(source.camera_names, model.offsets.frames(), source.fps, source.test_index)
-    write_json(Path(run) / "offsets.json", doc)
-    return doc
+def train_and_evaluate(cfg, data_dir, run, resume: bool = False, progress: bool = True,
+                       evaluate: bool = True) -> tuple[dict, dict | None]:
+    """``train``, then (``evaluate``) the metrics of the trained run written to metrics.json.
+    Returns (the final log record, the metrics or None)."""
+    record = train(cfg, data_dir, run, resume=resume, progress=progress)
+    if not evaluate:
+        return record, None
+    folder = RunFolder.open(run)
+    with folder.writing("train (evaluation)"):
+        opened = open_run(run, folder=folder)
+        metrics = compute_metrics(opened.cfg, opened.source, opened.model, progress=progress)
+        folder.write_metrics(metrics)
+    return record, metrics

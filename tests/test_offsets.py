@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from taichi_syncnerf.models.offsets import TimeOffsets, frame_time, frame_unit
+from taichi_syncnerf.offsets import TimeOffsets
+from taichi_syncnerf.timeline import frame_time, frame_unit
 
 
 def test_frame_time_spans_pm_08():

@@ -2,7 +2,14 @@ import math
 
 import pytest
 
-from taichi_syncnerf.schedule import SamplingSchedule, WarmupCosine, make_lr_schedule, offsets_frozen
+from taichi_syncnerf.data.samplers import SamplingSchedule
+from taichi_syncnerf.offsets import TimeOffsets
+from taichi_syncnerf.schedule import WarmupCosine, make_lr_schedule
+
+
+def offsets_frozen(step, freeze_step, start_step=0):
+    """The offsets' freeze policy (TimeOffsets.frozen_at) of a synchronising run."""
+    return TimeOffsets(2, 10, [True, True], start_step=start_step, freeze_step=freeze_step).frozen_at(step)
 
 
 def test_warmup_cosine_shape():
@@ -33,3 +40,7 @@ def test_sampling_schedule_and_freeze():
     assert offsets_frozen(4, 10, start_step=5) and not offsets_frozen(5, 10, start_step=5)
     assert offsets_frozen(10, 10, start_step=5) and not offsets_frozen(100, None, start_step=5)
     assert math.isfinite(WarmupCosine(3, 3)(5))
+
+
+def test_no_sync_offsets_are_always_frozen():
+    assert TimeOffsets(2, 10, [False, False], freeze_step=None).frozen_at(5)

@@ -4,6 +4,7 @@ import pytest
 
 from taichi_syncnerf.evaluate import eval_frames, median_floor_psnr, validate, validation_pixels
 from taichi_syncnerf.metrics import psnr
+from taichi_syncnerf.models.base import SyncModel
 
 
 class FakeSource:
@@ -28,21 +29,21 @@ class FakeSource:
         return np.median(self.video[cam], axis=0)
 
 
-class BlurModel:
+class BlurModel(SyncModel):
     """Renders the true colour scaled by 0.9 (so PSNR is finite), 5 rays at a time."""
 
+    kind = "blur"
     max_rays = 5
 
     def __init__(self, source):
-        self.source, self.loaded = source, None
+        self.source = source
 
-    def load_rays(self, origins, dirs, view_dirs, times, cams):
-        self.loaded = origins.astype(int)
-        return len(origins)
-
-    def render_rays(self, n):
-        c, f, y, x = self.loaded[:n].T
+    def render_rays_chunk(self, rays):
+        assert len(rays["origins"]) <= self.max_rays
+        c, f, y, x = rays["origins"].astype(int).T
         return 0.9 * self.source.video[c, f, y, x]
+
+    train_on = prepare_testoptim = state_arrays = load_state_arrays = current_lrs = None
 
 
 def test_validation_pixels_cover_the_image_evenly():

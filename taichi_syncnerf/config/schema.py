@@ -13,9 +13,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from taichi_syncnerf.models.registry import FAMILIES
 from taichi_syncnerf.schedule import LR_SCHEDULES
 
-MODEL_KINDS = ("sync-kplanes", "sync-mixvoxels")
+MODEL_KINDS = tuple(FAMILIES)  # taichi_syncnerf/models/registry.py
 
 SCHEDULES = tuple(LR_SCHEDULES)
 
@@ -25,8 +26,8 @@ GENERATE_KEYS = ("layout", "family", "encoding", "cameras", "frames", "size", "f
 GENERATE_FAMILIES = ("default", "static", "busy")
 GENERATE_ENCODINGS = ("default", "clean", "noisy")
 
-# The sections that only one model kind reads; every other section is shared.
-SECTIONS_OF_KIND = {"sync-kplanes": ("kplanes", "sampling"), "sync-mixvoxels": ("mixvoxels",)}
+# The sections that only one model kind reads (each family's registry entry); every other section is shared.
+SECTIONS_OF_KIND = {kind: f.sections for kind, f in FAMILIES.items()}
 # Why a section does not apply to a kind, where there is more to say than the kind.
 NOT_APPLICABLE_BECAUSE = {("sampling", "sync-mixvoxels"): "its rays are drawn as whole pixel videos"}
 

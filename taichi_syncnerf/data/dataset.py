@@ -17,17 +17,11 @@ from taichi_syncnerf.data import llff, preprocess
 from taichi_syncnerf.data.cameras import Intrinsics, generate_rays, ndc_rays, orbit_path, pixel_grid
 from taichi_syncnerf.data.loaders import SceneSource, read_offsets_gt, read_offsets_init, scan_scene
 from taichi_syncnerf.data.sampling import ImportanceSampler, uniform_pixels
+from taichi_syncnerf import timeline
 from taichi_syncnerf.errors import DataError, UserError
 
 BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
 NDC_NEAR_PLANE = 1.0
-
-
-def frame_time(f, n_frames: int):
-    """Normalised time of frame ``f`` (scalar or array): ``0.8 * (2 f / (F - 1) - 1)``; 0 if F == 1."""
-    if n_frames <= 1:
-        return np.zeros_like(np.asarray(f, np.float64))
-    return 0.8 * (2.0 * np.asarray(f, np.float64) / (n_frames - 1) - 1.0)
 
 
 @dataclass
@@ -93,14 +87,14 @@ class Dataset:
         return self.camera_names[self.test_index]
 
     def time_of_frame(self, f):
-        """Normalised time of (cache-local) frame ``f``; see :func:`frame_time`."""
-        return frame_time(f, self.n_frames)
+        """Normalised time of (cache-local) frame ``f`` (:func:`taichi_syncnerf.timeline.frame_time`)."""
+        return timeline.frame_time(f, self.n_frames)
 
     def offsets_gt_normalised(self) -> np.ndarray | None:
-        """Ground-truth offsets in normalised time units ``d = frames * 1.6 / (F - 1)``."""
+        """Ground-truth offsets in normalised time units (:mod:`taichi_syncnerf.timeline`)."""
         if self.offsets_gt_frames is None:
             return None
-        return self.offsets_gt_frames * 1.6 / max(self.n_frames - 1, 1)
+        return timeline.frames_to_normalised(self.offsets_gt_frames, self.n_frames)
 
     # ----- frames
     def ensure_cache(self, progress: bool = False) -> cache_mod.FrameCache:

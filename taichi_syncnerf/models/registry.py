@@ -1,33 +1,53 @@
-"""The one place that chooses the model from the config (``model.kind``).
+"""The one place that maps ``model.kind`` to a model family.
 
-Every model implements the same interface, which the training loop, ``testoptim``, ``eval``,
-``render``, the viewer and the checkpoints use:
-
-* attributes: ``kind``, ``sync``, ``max_rays``, ``offsets`` (a :class:`.offsets.TimeOffsets`);
-* ``sample_batch(source, rng, n, step, cameras=None, uniform=False) -> batch`` (a dict whose
-  ``"sampling"`` names how its rays were drawn) and ``train_on(batch, step, lr_scale,
-  offsets_frozen, offsets_only=False) -> stats`` (``stats["mse"]``, ``stats["loss"]``, ...);
-* ``load_rays(origins, dirs, view_dirs, times, cams) -> n`` and ``render_rays(n) -> (n, 3)``;
-* ``state_arrays()`` / ``load_state_arrays(arrays, where, optimizer=True)``;
-* ``current_lrs()`` and ``prepare_testoptim(test_index, lr)``.
+A family is a class implementing :class:`taichi_syncnerf.models.base.SyncModel`, the sampler its
+training batches come from (:mod:`taichi_syncnerf.data.samplers`) and the config sections that
+belong to it (a key set in another family's section is refused by the config loader).
 """
 from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
 
 import numpy as np
 
 from taichi_syncnerf.errors import ConfigError
 
 
+@dataclass(frozen=True)
+class Family:
+    kind: str
+    module: str            # where the class lives (imported only when the family is built)
+    class_name: str
+    sampler: str           # a key of taichi_syncnerf.data.samplers.SAMPLERS
+    sections: tuple        # config sections of this family only
+    description: str
+
+
+FAMILIES = {f.kind: f for f in (
+    Family("sync-kplanes", "taichi_syncnerf.models.kplanes.model", "SyncKPlanes", "pixels",
+           ("kplanes", "sampling"), "K-Planes space-time planes with proposal samplers (hybrid or explicit decoder)"),
+    Family("sync-mixvoxels", "taichi_syncnerf.models.mixvoxels.model", "SyncMixVoxels", "pixel-videos",
+           ("mixvoxels",), "MixVoxels static/dynamic VM grids with a variation field and an implicit time function"),
+)}
+
+
+def family(kind: str) -> Family:
+    if kind not in FAMILIES:
+        raise ConfigError(f"model.kind {kind!r} is not one of {', '.join(FAMILIES)}")
+    return FAMILIES[kind]
+
+
 def model_class(kind: str):
-    if kind == "sync-kplanes":
-        from taichi_syncnerf.models.kplanes.model import SyncKPlanes
+    f = family(kind)
+    return getattr(importlib.import_module(f.module), f.class_name)
 
-        return SyncKPlanes
-    if kind == "sync-mixvoxels":
-        from taichi_syncnerf.models.mixvoxels.model import SyncMixVoxels
 
-        return SyncMixVoxels
-    raise ConfigError(f"model.kind {kind!r} is not one of sync-kplanes, sync-mixvoxels")
+def make_sampler(cfg: dict, source):
+    """The training sampler of ``cfg``'s model family over the dataset ``source``."""
+    from taichi_syncnerf.data.samplers import make_sampler as make
+
+    return make(family(cfg["model"]["kind"]).sampler, source, cfg)
 
 
 def box_warning(model_bbox, ndc: bool, data_bbox) -> str | None:

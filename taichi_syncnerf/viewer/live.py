@@ -7,15 +7,14 @@ use, so every model kind the project builds is shown the same way.
 """
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from taichi_syncnerf.checkpoint import latest_checkpoint, load_checkpoint, require_run
 from taichi_syncnerf.errors import UserError
+from taichi_syncnerf.run_folder import RunFolder
 from taichi_syncnerf.viewer.camera import view_rays
 
 
@@ -24,17 +23,17 @@ def wait_for_run(run: Path, timeout: float | None, poll_s: float = 1.0, log=prin
 
     Raises UserError at once when ``run`` exists and is not a run, or after ``timeout`` seconds.
     """
-    run = Path(run)
+    folder = RunFolder(run)
     t0 = time.monotonic()
     said = False
     while True:
-        has_config = (run / "config.yaml").is_file()
-        if has_config and (run / "run.json").is_file():
-            require_run(run)
-            if latest_checkpoint(run) is not None:
+        if folder.is_started():
+            folder.check()
+            if folder.newest_checkpoint() is not None:
                 return
-        elif not has_config and run.is_dir() and any(run.iterdir()):
-            require_run(run)          # a folder with other things in it is not a run: says why
+        elif not folder.config_path.is_file() and folder.path.is_dir() and any(folder.path.iterdir()):
+            if not (set(p.name for p in folder.path.iterdir()) <= {".lock"}):
+                folder.check()        # a folder with other things in it is not a run: says why
         if timeout is not None and time.monotonic() - t0 > timeout:
             raise UserError(f"{run}: no checkpoint appeared within {timeout:g} s")
         if not said:
@@ -47,14 +46,21 @@ class RunModel:
     """A run's config, rays and model behind one lock, with the step of the checkpoint shown."""
 
     def __init__(self, run):
-        from taichi_syncnerf.evaluate import open_run
+        from taichi_syncnerf.run_folder import open_run
 
         self.run = Path(run)
-        self.cfg, self.source, self.model, meta = open_run(self.run)
-        self.step = int(meta.get("step", 0))
-        self.ckpt = latest_checkpoint(self.run)
+        self.opened = open_run(self.run)
+        self.cfg, self.source, self.model = self.opened.cfg, self.opened.source, self.opened.model
         self.lock = threading.Lock()
         self.version = 0           # bumped at every reload: views compare it to re-render
+
+    @property
+    def step(self) -> int:
+        return self.opened.step
+
+    @property
+    def ckpt(self) -> Path:
+        return self.opened.checkpoint
 
     # ----- figures
     def offsets_frames(self) -> np.ndarray:
@@ -62,17 +68,17 @@ class RunModel:
 
     def aligned_truth(self) -> np.ndarray | None:
         """Ground-truth offsets shifted by the one global shift offsets cannot determine, or None."""
-        from taichi_syncnerf.train import aligned_truth
+        from taichi_syncnerf.offsets import align_truth
 
-        gt = aligned_truth(self.source, self.model)
-        return None if gt is None else np.asarray(gt, np.float64)
+        if self.source.offsets_gt is None:
+            return None
+        return align_truth(self.offsets_frames(), self.source.offsets_gt, self.source.train_indices)
 
     def metrics(self) -> dict:
         """``metrics.json`` of the run when it is there and readable, else {}."""
-        p = self.run / "metrics.json"
         try:
-            return json.loads(p.read_text()) if p.is_file() else {}
-        except (OSError, json.JSONDecodeError):
+            return self.opened.folder.read_metrics()
+        except (OSError, UserError):
             return {}
 
     def offset_mae(self) -> float | None:
@@ -86,39 +92,12 @@ class RunModel:
 
     # ----- live reload
     def poll(self) -> bool:
-        """Load the newest checkpoint if it is newer than the one shown; True when it did."""
-        ckpt = latest_checkpoint(self.run)
-        if ckpt is None or ckpt == self.ckpt:
-            return False
-        try:
-            meta, arrays = load_checkpoint(ckpt)
-        except (UserError, FileNotFoundError):
-            return False          # removed (only the last few are kept) or unreadable: next time
+        """Load the newest checkpoint if it is not the one shown; True when it did."""
         with self.lock:
-            shown = self.model.state_arrays()
-            try:
-                self.model.load_state_arrays(arrays, str(ckpt), optimizer=False)
-            except UserError:
-                # a checkpoint this model cannot take: the part of it loaded is undone, it is not retried
-                self.model.load_state_arrays(shown, str(self.ckpt), optimizer=False)
-                self.ckpt = ckpt
+            if not self.opened.reload_if_newer():
                 return False
-            self._apply_offsets_json(ckpt)
-            self.ckpt, self.step = ckpt, int(meta.get("step", self.step))
             self.version += 1
         return True
-
-    def _apply_offsets_json(self, ckpt: Path) -> None:
-        """``offsets.json`` wins over the checkpoint when written after it (``testoptim``), as in ``open_run``."""
-        from taichi_syncnerf.runlog import read_offsets_document
-
-        p = self.run / "offsets.json"
-        try:
-            if p.is_file() and p.stat().st_mtime >= ckpt.stat().st_mtime:
-                doc = read_offsets_document(p)
-                self.model.offsets.set_frames([c["offset_frames"] for c in doc["cameras"]])
-        except (OSError, UserError):
-            pass
 
     # ----- rendering
     def render(self, c2w, intr, scene_frame: float, ref_cam: int | None = None, cancel=None):

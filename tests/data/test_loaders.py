@@ -4,7 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from taichi_syncnerf.data.dataset import frame_time, load_dataset
+from taichi_syncnerf.data.dataset import load_dataset
+from taichi_syncnerf.timeline import frame_time
 from taichi_syncnerf.data.loaders import detect_layout
 from taichi_syncnerf.data.synthetic import make_scene, scene_rig
 from taichi_syncnerf.data.video import read_video, write_video

@@ -116,7 +116,9 @@ def check_stage_1_is_shown_by_the_head_training_uses(rm) -> None:
     m = rm.model
     assert rm.step == int(rm.cfg["mixvoxels"]["stage1_steps"]) and m.steps_done == rm.step
     assert not m.renders_with_time_function()
-    batch = m.sample_batch(rm.source, np.random.default_rng(0), m.max_rays, rm.step)
+    from taichi_syncnerf.models.registry import make_sampler
+
+    batch = make_sampler(rm.cfg, rm.source).sample(np.random.default_rng(0), m.max_rays, rm.step)
     m.forward_backward(batch, rm.step - 1, seed=0, jitter=False)
     m.optimizer.zero_grad()
     dyn = m._dyn_rays_np.copy()
@@ -134,7 +136,7 @@ def test_live_reload_follows_new_checkpoints(kind_run, tmp_path):
     """A run folder whose checkpoints appear one after another, as while training: the image, the rig's
     offsets and the figures follow; a checkpoint that does not fit the model is skipped, the model kept."""
     pytest.importorskip("viser")
-    from taichi_syncnerf.checkpoint import list_checkpoints
+    from taichi_syncnerf.run_folder import RunFolder
     from taichi_syncnerf.viewer.app import Viewer
     from taichi_syncnerf.viewer.live import RunModel
     from taichi_syncnerf.viewer.rig import offset_colors, rig_cameras
@@ -144,7 +146,7 @@ def test_live_reload_follows_new_checkpoints(kind_run, tmp_path):
     src_run, final = kind_run
     run = tmp_path / "run"
     shutil.copytree(src_run, run, ignore=shutil.ignore_patterns("checkpoints", "offsets.json", "metrics.json"))
-    ckpts = list_checkpoints(src_run)
+    ckpts = RunFolder(src_run).checkpoints()
     (run / "checkpoints").mkdir()
     shutil.copy(ckpts[0], run / "checkpoints")
     logs = []

@@ -27,17 +27,18 @@ from taichi_syncnerf.kernels import ray_losses
 from taichi_syncnerf.kernels.render import VolumeRenderer
 from taichi_syncnerf.kernels.sampling import RaySampler
 from taichi_syncnerf.models.kplanes.fields import DensityField, RadianceField
-from taichi_syncnerf.models.offsets import TimeOffsets
+from taichi_syncnerf.models.base import SyncModel
+from taichi_syncnerf.offsets import TimeOffsets
 
 
 def resolve_time_res(value, n_frames: int) -> int:
     return max(2, int(math.ceil(n_frames / 2))) if value == "auto" else int(value)
 
 
-class SyncKPlanes:
+class SyncKPlanes(SyncModel):
     """The whole model. ``scene`` describes cameras/frames/bounds (see taichi_syncnerf.data).
 
-    Implements the model interface of taichi_syncnerf/models/registry.py.
+    Implements the model contract of :mod:`taichi_syncnerf.models.base`.
     """
 
     kind = "sync-kplanes"
@@ -76,12 +77,7 @@ class SyncKPlanes:
         self.prop_pts = [ti.field(float, shape=(R * n, 4), needs_grad=True) for n in levels]
         self.pts = ti.field(float, shape=(R * self.n_samples, 4), needs_grad=True)
 
-        trainable = np.ones(self.n_cameras, bool)
-        trainable[self.test_index] = False
-        if not self.sync:
-            trainable[:] = False
-        o = cfg["offsets"]
-        self.offsets = TimeOffsets(self.n_cameras, n_frames, trainable, o["init_mean"], o["init_std"], seed)
+        self.offsets = TimeOffsets.from_config(cfg, self.n_cameras, n_frames, self.test_index)
 
         # per-ray inputs
         self.rays_o = ti.field(float, shape=(R, 3))
@@ -98,8 +94,7 @@ class SyncKPlanes:
         for name, comp in self.components().items():
             for pname, f in comp.named_params().items():
                 groups.append({"name": f"{name}.{pname}", "param": f, "lr": lr})
-        groups.append({"name": "offsets", "param": self.offsets.params, "lr": lr * float(o["lr_scale"]),
-                       "frozen": not self.sync})
+        groups.append(self.offsets.param_group())
         self.base_lr = {g["name"]: g["lr"] for g in groups}
         self.lrs = dict(self.base_lr)
         self.optimizer = Adam(groups)
@@ -116,21 +111,15 @@ class SyncKPlanes:
         out = {}
         for name, comp in self.components().items():
             out.update(comp.state_arrays(name))
-        out["offsets/params"] = self.offsets.params.to_numpy()
-        out["offsets/mask"] = self.offsets.mask.to_numpy()
+        out.update(self.offsets.state_arrays())
         for k, v in self.optimizer.state_dict().items():
             out[f"adam/{k}"] = np.asarray(v)
         return out
 
     def load_state_arrays(self, arrays: dict, where: str, optimizer: bool = True) -> None:
-        from taichi_syncnerf.errors import UserError
-
         for name, comp in self.components().items():
             comp.load_state_arrays(name, arrays, where)
-        for k in ("offsets/params", "offsets/mask"):
-            if k not in arrays or arrays[k].shape != (self.n_cameras,):
-                raise UserError(f"{where}: checkpoint entry {k} is missing or has the wrong camera count")
-        self.offsets.params.from_numpy(arrays["offsets/params"].astype(runtime.np_float()))
+        self.offsets.load_state_arrays(arrays, where)
         if optimizer:
             load_optimizer_state(self.optimizer, arrays, where)
 
@@ -191,6 +180,10 @@ class SyncKPlanes:
         self.renderer.forward(smp, self.field.sigma, self.field.rgb, n_rays, background=self.background,
                              threshold=self.threshold)
 
+    def render_rays_chunk(self, rays: dict) -> np.ndarray:
+        n = self.load_rays(rays["origins"], rays["dirs"], rays["view_dirs"], rays["times"], rays["cams"])
+        return self.render_rays(n)
+
     def render_rays(self, n_rays: int) -> np.ndarray:
         """Colour (n_rays, 3) of the rays loaded with :meth:`load_rays` (deterministic sampling)."""
         self._sample(n_rays, jitter=False, seed=0)
@@ -198,18 +191,6 @@ class SyncKPlanes:
         return self.renderer.colour.to_numpy()[:n_rays]
 
     # ------------------------------------------------------------------ the shared model interface
-
-    def sample_batch(self, source, rng: np.random.Generator, n: int, step: int, cameras=None,
-                     uniform: bool = False) -> dict:
-        """``n`` rays of single frames, drawn by the ISG/IST schedule of the config (or uniformly)."""
-        from taichi_syncnerf.schedule import SamplingSchedule
-
-        t = self.cfg["sampling"]
-        mode = "uniform" if uniform else SamplingSchedule(t["isg_step"], t["ist_step"])(step)
-        extra = {} if uniform else {"floor": float(t["floor"])}
-        b = source.sample_batch(rng, n, mode, cameras=cameras, **extra)
-        b["sampling"] = mode
-        return b
 
     def train_on(self, batch: dict, step: int, lr_scale: float, offsets_frozen: bool,
                  offsets_only: bool = False) -> dict:
@@ -219,9 +200,7 @@ class SyncKPlanes:
 
     def prepare_testoptim(self, test_index: int, lr: float) -> None:
         """Only camera ``test_index``'s offset trains, at learning rate ``lr``; the field reads offsets."""
-        only = np.zeros(self.n_cameras, bool)
-        only[test_index] = True
-        self.offsets.set_trainable(only)
+        self.offsets.only(test_index, lr)
         self.sync = True
         self.base_lr["offsets"] = float(lr)
 
@@ -282,7 +261,7 @@ class SyncKPlanes:
             stats.update(regs)
             loss += sum(regs.values())
         if self.sync and not offsets_frozen:
-            stats["offsets_l1"] = self.offsets.l1(float(self.cfg["offsets"]["l1"]))
+            stats["offsets_l1"] = self.offsets.l1()
             loss += stats["offsets_l1"]
         self.offsets.apply_mask_to_grad()
         stats["loss"] = loss

@@ -38,15 +38,17 @@ from taichi_syncnerf.models.mixvoxels.heads import PerFrameHead, TimeFunction
 from taichi_syncnerf.models.mixvoxels.parts import DynamicBranch, StaticBranch, VariationField
 from taichi_syncnerf.models.mixvoxels.state import MixVoxelsState, grid_resolution
 from taichi_syncnerf.models.mixvoxels.train import MixVoxelsTraining
-from taichi_syncnerf.models.offsets import TimeOffsets
+from taichi_syncnerf.models.base import SyncModel
+from taichi_syncnerf.offsets import TimeOffsets
 
 
-class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState):
+class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState, SyncModel):
     kind = "sync-mixvoxels"
+    supports_variation_retraining = True
 
     def __init__(self, cfg: dict, n_cameras: int, n_frames: int, test_index: int, ndc: bool, near: float,
                  far: float, bbox, background, max_rays: int):
-        m, mx, o = cfg["model"], cfg["mixvoxels"], cfg["offsets"]
+        m, mx = cfg["model"], cfg["mixvoxels"]
         self.cfg, self.mx = cfg, mx
         self.sync = bool(m["sync"])
         self.n_cameras, self.n_frames, self.test_index = int(n_cameras), int(n_frames), int(test_index)
@@ -67,11 +69,7 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState):
         self.per_frame = PerFrameHead(n_frames, D, seed + 400)
         self.time_fn = TimeFunction(n_cameras, n_frames, D, mx["time_freqs"], mx["time_hidden"], 64,
                                     seed + 500, int(mx.get("time_grid", 0))) if self.sync else None
-        trainable = np.ones(self.n_cameras, bool)
-        trainable[self.test_index] = False
-        if not self.sync:
-            trainable[:] = False
-        self.offsets = TimeOffsets(self.n_cameras, n_frames, trainable, 0.0, 0.0, seed)
+        self.offsets = TimeOffsets.from_config(cfg, self.n_cameras, n_frames, self.test_index)
 
         self.coarse = RaySampler(R, S)
         self.packed = RaySampler(R, S)  # the samples the alpha mask keeps
@@ -107,7 +105,6 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState):
         self._cams = np.zeros(0, np.int32)
         self._times = np.zeros(0)
         self.lr = float(cfg["train"]["lr"])
-        self.offsets_lr = self.lr * float(o["lr_scale"])
         self._build_optimizer()
 
     # ------------------------------------------------------------------ parameters
@@ -124,7 +121,7 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState):
         if self.time_fn is not None:
             for name, f in self.time_fn.params().items():
                 out.append((f"time.{name}", f, basis_lr * float(mx["lr_time_scale"])))
-        out.append(("offsets", self.offsets.params, self.offsets_lr))
+        out.append((TimeOffsets.GROUP, self.offsets.params, self.offsets.lr))
         return out
 
     def _build_optimizer(self) -> None:
@@ -242,6 +239,10 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState):
         return len(rays), len(src)
 
     # ------------------------------------------------------------------ rendering
+    def render_rays_chunk(self, rays: dict) -> np.ndarray:
+        n = self.load_rays(rays["origins"], rays["dirs"], rays["view_dirs"], rays["times"], rays["cams"])
+        return self.render_rays(n)
+
     def render_rays(self, n_rays: int) -> np.ndarray:
         """Colour (n_rays, 3) of the rays loaded with :meth:`load_rays`, at their own times:
         the static render for static rays, the dynamic render at the ray's time otherwise (by the

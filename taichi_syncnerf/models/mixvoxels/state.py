@@ -92,8 +92,7 @@ class MixVoxelsState:
     # ------------------------------------------------------------------ checkpoints
     def state_arrays(self) -> dict:
         out = {f"params/{name}": f.to_numpy() for name, f, _ in self.param_groups() if name != "offsets"}
-        out["offsets/params"] = self.offsets.params.to_numpy()
-        out["offsets/mask"] = self.offsets.mask.to_numpy()
+        out.update(self.offsets.state_arrays())
         out["mixvoxels/res"] = np.asarray(self.res, np.int64)
         out["mixvoxels/sample_box"] = self.sample_box
         if self.steps_done is not None:
@@ -113,8 +112,11 @@ class MixVoxelsState:
             raise UserError(f"{where}: checkpoint entry mixvoxels/res is corrupt")
         self.upsample(res)
         fdt = runtime.np_float()
+        self.offsets.load_state_arrays(arrays, where)
         for name, f, _ in self.param_groups():
-            key = "offsets/params" if name == "offsets" else f"params/{name}"
+            if name == "offsets":
+                continue
+            key = f"params/{name}"
             if key not in arrays or arrays[key].shape != tuple(f.shape):
                 raise UserError(f"{where}: checkpoint entry {key} is missing or has the wrong size "
                                 "(was the run trained with another config?)")

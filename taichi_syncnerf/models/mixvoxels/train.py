@@ -1,27 +1,14 @@
-"""The training step of Sync-MixVoxels (a mixin of :class:`.sync_mixvoxels.SyncMixVoxels`)."""
+"""The training step of Sync-MixVoxels (a mixin of :class:`.model.SyncMixVoxels`)."""
 from __future__ import annotations
 
 import numpy as np
 
 from taichi_syncnerf import runtime
 from taichi_syncnerf.kernels import allframes, ray_losses, variation
-from taichi_syncnerf.models.mixvoxels.data import AllFramesData
 
 
 class MixVoxelsTraining:
-    _data = None
-
-    # ------------------------------------------------------------------ the shared model interface
-    def sample_batch(self, source, rng: np.random.Generator, n: int, step: int, cameras=None,
-                     uniform: bool = True) -> dict:
-        """Rays x all frames (see :mod:`.mixvoxels_data`), drawn uniformly from ``cameras``
-        (default: the training cameras); always uniform, as in the reference."""
-        if self._data is None or self._data.source is not source:
-            self._data = AllFramesData(source)
-        b = self._data.sample(rng, n, cameras)
-        b["sampling"] = "uniform"
-        return b
-
+    # ------------------------------------------------------------------ the shared model contract
     def train_on(self, batch: dict, step: int, lr_scale: float, offsets_frozen: bool,
                  offsets_only: bool = False) -> dict:
         """Grid growth / alpha mask due at ``step``, loss and gradients, one optimiser step."""
@@ -48,9 +35,7 @@ class MixVoxelsTraining:
     def prepare_testoptim(self, test_index: int, lr: float) -> None:
         """Only camera ``test_index``'s offset trains (everything else frozen in ``train_on``
         with ``offsets_only``), at learning rate ``lr``."""
-        only = np.zeros(self.n_cameras, bool)
-        only[test_index] = True
-        self.offsets.set_trainable(only)
+        self.offsets.only(test_index, lr)
         self.base_lr["offsets"] = float(lr)
         self.after_training = True  # the time function is in use whatever the testoptim step
 
@@ -112,7 +97,7 @@ class MixVoxelsTraining:
         stats["mse"] = (mse_static * (n - n_rays_dyn) + mse_dyn * n_rays_dyn) / max(n, 1)
         stats["psnr"] = -10.0 * np.log10(max(stats["mse"], 1e-12))
         if use_time and not offsets_frozen:
-            stats["offsets_l1"] = self.offsets.l1(float(self.cfg["offsets"]["l1"]))
+            stats["offsets_l1"] = self.offsets.l1()
             loss += stats["offsets_l1"]
         self.offsets.apply_mask_to_grad()
         stats["loss"] = loss
