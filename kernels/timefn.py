@@ -1,10 +1,11 @@
 """Time encoding of the implicit time function (Sync-MixVoxels), per (camera slot, frame).
 
 Row ``k * F + f`` of the table is the encoding of the time queried by camera slot ``k`` at frame
-``f``: ``t = 0.8 * (2 f / (F - 1) - 1) + offsets[k]`` (the project's time convention plus the
-camera's offset, normalised units). The reference encodes times in [0, 1], so ``t`` is first
-mapped affinely by ``tau = (t + 0.8) / 1.6`` (frame 0 -> 0, frame F-1 -> 1); then, for
-``l = 0 .. L-1``::
+``f``: ``t = t_lo + t_span f / (F - 1) + offsets[k]`` (frame f's time plus the camera's offset,
+normalised units). The kernels do not fix the time convention: every kernel takes the interval
+``[t_lo, t_lo + t_span]`` the frames span (taichi_syncnerf/timeline.py: -0.8 and 1.6). The reference
+encodes times in [0, 1], so ``t`` is first mapped affinely by ``tau = (t - t_lo) / t_span`` (frame 0
+-> 0, frame F-1 -> 1); then, for ``l = 0 .. L-1``::
 
     gamma[2 l]     = sin(2^l tau) / sqrt(L)
     gamma[2 l + 1] = cos(2^l tau) / sqrt(L)
@@ -14,8 +15,8 @@ the L2 norm of the vector, which is always ``sqrt(L)``). With ``per_camera = 0``
 slot and no offset (``K = 1``).
 
 Backward: reads ``out.grad`` (rows ``< K * F``) and ACCUMULATES ``sum_f dL/dt(k, f)`` into
-``offsets.grad[k]``, with ``d gamma[2 l] / dt = 2^l cos(2^l tau) / (1.6 sqrt(L))`` and
-``d gamma[2 l + 1] / dt = -2^l sin(2^l tau) / (1.6 sqrt(L))``. ``dt_table`` (K * F,) receives
+``offsets.grad[k]``, with ``d gamma[2 l] / dt = 2^l cos(2^l tau) / (t_span sqrt(L))`` and
+``d gamma[2 l + 1] / dt = -2^l sin(2^l tau) / (t_span sqrt(L))``. ``dt_table`` (K * F,) receives
 the per-row time derivative ``dL/dt`` (for tests and logging).
 
 ``time_encoding_at`` encodes arbitrary times (offsets already added), for rendering at a
@@ -27,7 +28,7 @@ interpolation between its two neighbouring frames, and written to columns ``col0
 the same table. With every offset at 0 a row reads exactly its frame's latent, so the time
 function can give each frame its own query as the per-frame head does, while the shared grid keeps
 the cameras' times comparable. Its backward ACCUMULATES into ``grid.grad``, ``dt_table`` and
-``offsets.grad``; ``dp/dt = (F - 1) / 1.6``, and the time derivative is 0 where ``p`` is clamped
+``offsets.grad``; ``dp/dt = (F - 1) / t_span``, and the time derivative is 0 where ``p`` is clamped
 (the sinusoids still carry one there).
 
 Example::
@@ -38,25 +39,24 @@ Example::
 """
 import taichi as ti
 
-TIME_SCALE = 1.6  # tau = (t + 0.8) / TIME_SCALE
-
-
 @ti.func
-def _tau(offsets: ti.template(), k, f, F, per_camera):
-    t = 0.0
+def _tau(offsets: ti.template(), k, f, F, per_camera, t_span):
+    """tau of camera slot k at frame f: the frame's position in [0, 1] plus the offset's share."""
+    tau = 0.5
     if F > 1:
-        t = 0.8 * (2.0 * f / (F - 1.0) - 1.0)
+        tau = f / (F - 1.0)
     if per_camera:
-        t += offsets[k]
-    return (t + 0.8) / TIME_SCALE
+        tau += offsets[k] / t_span
+    return tau
 
 
 @ti.kernel
-def time_encoding(offsets: ti.template(), out: ti.template(), K: int, F: int, L: int, per_camera: int):
+def time_encoding(offsets: ti.template(), out: ti.template(), K: int, F: int, L: int, per_camera: int,
+                  t_span: float):
     """``out[k * F + f, 0:2L]`` = encoding of camera slot k's time at frame f."""
     norm = 1.0 / ti.sqrt(ti.cast(L, float))
     for k, f, l in ti.ndrange(K, F, L):
-        tau = _tau(offsets, k, f, F, per_camera)
+        tau = _tau(offsets, k, f, F, per_camera, t_span)
         w = ti.pow(2.0, ti.cast(l, float))
         out[k * F + f, 2 * l] = ti.sin(w * tau) * norm
         out[k * F + f, 2 * l + 1] = ti.cos(w * tau) * norm
@@ -64,10 +64,10 @@ def time_encoding(offsets: ti.template(), out: ti.template(), K: int, F: int, L:
 
 @ti.kernel
 def time_encoding_backward(offsets: ti.template(), out: ti.template(), dt_table: ti.template(), K: int,
-                           F: int, L: int, per_camera: int):
-    norm = 1.0 / (ti.sqrt(ti.cast(L, float)) * TIME_SCALE)
+                           F: int, L: int, per_camera: int, t_span: float):
+    norm = 1.0 / (ti.sqrt(ti.cast(L, float)) * t_span)
     for k, f in ti.ndrange(K, F):
-        tau = _tau(offsets, k, f, F, per_camera)
+        tau = _tau(offsets, k, f, F, per_camera, t_span)
         row = k * F + f
         d = 0.0
         for l in range(L):
@@ -79,11 +79,11 @@ def time_encoding_backward(offsets: ti.template(), out: ti.template(), dt_table:
 
 
 @ti.kernel
-def time_encoding_at(times: ti.template(), out: ti.template(), Q: int, L: int):
+def time_encoding_at(times: ti.template(), out: ti.template(), Q: int, L: int, t_lo: float, t_span: float):
     """``out[q, 0:2L]`` = encoding of the normalised time ``times[q]``."""
     norm = 1.0 / ti.sqrt(ti.cast(L, float))
     for q, l in ti.ndrange(Q, L):
-        tau = (times[q] + 0.8) / TIME_SCALE
+        tau = (times[q] - t_lo) / t_span
         w = ti.pow(2.0, ti.cast(l, float))
         out[q, 2 * l] = ti.sin(w * tau) * norm
         out[q, 2 * l + 1] = ti.cos(w * tau) * norm
@@ -114,18 +114,18 @@ def _grid_read(grid, p, F, G, j):
 
 @ti.kernel
 def time_grid_encoding(offsets: ti.template(), grid: ti.template(), out: ti.template(), K: int, F: int, G: int,
-                       col0: int, per_camera: int):
+                       col0: int, per_camera: int, t_span: float):
     """``out[k * F + f, col0:col0 + G]`` = the grid read at camera slot k's time at frame f."""
     for k, f, j in ti.ndrange(K, F, G):
-        out[k * F + f, col0 + j] = _grid_read(grid, _tau(offsets, k, f, F, per_camera) * (F - 1.0), F, G, j)
+        out[k * F + f, col0 + j] = _grid_read(grid, _tau(offsets, k, f, F, per_camera, t_span) * (F - 1.0), F, G, j)
 
 
 @ti.kernel
 def time_grid_encoding_backward(offsets: ti.template(), grid: ti.template(), out: ti.template(),
-                                dt_table: ti.template(), K: int, F: int, G: int, col0: int, per_camera: int):
-    scale = (F - 1.0) / TIME_SCALE
+                                dt_table: ti.template(), K: int, F: int, G: int, col0: int, per_camera: int, t_span: float):
+    scale = (F - 1.0) / t_span
     for k, f in ti.ndrange(K, F):
-        f0, f1, w, inside = _grid_cell(_tau(offsets, k, f, F, per_camera) * (F - 1.0), F)
+        f0, f1, w, inside = _grid_cell(_tau(offsets, k, f, F, per_camera, t_span) * (F - 1.0), F)
         row = k * F + f
         d = 0.0
         for j in range(G):
@@ -141,7 +141,7 @@ def time_grid_encoding_backward(offsets: ti.template(), grid: ti.template(), out
 
 @ti.kernel
 def time_grid_encoding_at(times: ti.template(), grid: ti.template(), out: ti.template(), Q: int, F: int, G: int,
-                          col0: int):
+                          col0: int, t_lo: float, t_span: float):
     """``out[q, col0:col0 + G]`` = the grid read at the normalised time ``times[q]``."""
     for q, j in ti.ndrange(Q, G):
-        out[q, col0 + j] = _grid_read(grid, (times[q] + 0.8) / TIME_SCALE * (F - 1.0), F, G, j)
+        out[q, col0 + j] = _grid_read(grid, (times[q] - t_lo) / t_span * (F - 1.0), F, G, j)

@@ -108,26 +108,27 @@ def check_allframes(rng):
 def check_timefn(rng):
     from taichi_syncnerf.kernels import timefn
     from taichi_syncnerf.kernels.reference import timefn as ref
+    from taichi_syncnerf.timeline import T_LO, T_SPAN
 
     # the published 270 frames and 10 frequencies, 21 cameras: each offset's gradient sums 270 rows
     K, F, L = 21, 270, 10
     o = f32(rng.normal(0, 0.02, K))
     off, table, dt = ti_field(K, grad=True), ti_field((K * F, 2 * L), grad=True), ti_field(K * F)
     put(off, o)
-    timefn.time_encoding(off, table, K, F, L, 1)
+    timefn.time_encoding(off, table, K, F, L, 1, T_SPAN)
     t = ref.table_times(o, F).ravel()
     out = {"encoding": rel_err(table.to_numpy(), ref.encode_times(t, L))}
     g = f32(rng.normal(size=(K * F, 2 * L)))
     put(table.grad, g)
     off.grad.fill(0.0)
-    timefn.time_encoding_backward(off, table, dt, K, F, L, 1)
+    timefn.time_encoding_backward(off, table, dt, K, F, L, 1, T_SPAN)
     d_rows = np.sum(ref.encode_times_derivative(t, L) * g, axis=1)
     out["backward_rows"] = rel_err(dt.to_numpy(), d_rows)
     out["backward_offsets"] = rel_err(off.grad.to_numpy(), d_rows.reshape(K, F).sum(1))
     q = f32(rng.uniform(-1, 1, 500))
     times, enc = ti_field(500), ti_field((500, 2 * L))
     put(times, q)
-    timefn.time_encoding_at(times, enc, 500, L)
+    timefn.time_encoding_at(times, enc, 500, L, T_LO, T_SPAN)
     out["encoding_at"] = rel_err(enc.to_numpy(), ref.encode_times(q, L))
     # the learned time grid (16 features per frame), read at the same times
     G = 16
@@ -138,14 +139,14 @@ def check_timefn(rng):
     o = f32((np.round(rng.normal(0, 3, K)) + rng.uniform(0.2, 0.8, K)) * 1.6 / (F - 1))
     put(off, o)
     t = ref.table_times(o, F).ravel()
-    timefn.time_grid_encoding(off, grid, gtab, K, F, G, 0, 1)
+    timefn.time_grid_encoding(off, grid, gtab, K, F, G, 0, 1, T_SPAN)
     out["grid_encoding"] = rel_err(gtab.to_numpy(), ref.grid_read(t, gv))
     gg = f32(rng.normal(size=(K * F, G)))
     put(gtab.grad, gg)
     off.grad.fill(0.0)
     grid.grad.fill(0.0)
     dt.fill(0.0)
-    timefn.time_grid_encoding_backward(off, grid, gtab, dt, K, F, G, 0, 1)
+    timefn.time_grid_encoding_backward(off, grid, gtab, dt, K, F, G, 0, 1, T_SPAN)
     p = np.clip((t + 0.8) / 1.6 * (F - 1), 0, F - 1)
     f0 = np.minimum(np.floor(p).astype(int), F - 2)
     w = p - f0
@@ -157,7 +158,7 @@ def check_timefn(rng):
     out["grid_backward_rows"] = rel_err(dt.to_numpy(), d_grid_rows)
     out["grid_backward_offsets"] = rel_err(off.grad.to_numpy(), d_grid_rows.reshape(K, F).sum(1))
     out["grid_backward_grid"] = rel_err(grid.grad.to_numpy(), want_grid.ravel())
-    timefn.time_grid_encoding_at(times, grid, gtab, 500, F, G, 0)
+    timefn.time_grid_encoding_at(times, grid, gtab, 500, F, G, 0, T_LO, T_SPAN)
     out["grid_encoding_at"] = rel_err(gtab.to_numpy()[:500], ref.grid_read(q, gv))
     return out
 

@@ -5,6 +5,7 @@ import taichi as ti
 
 from taichi_syncnerf.kernels import timefn
 from taichi_syncnerf.kernels.reference import timefn as ref
+from taichi_syncnerf.timeline import T_LO, T_SPAN
 from tests.kernels import finite_diff
 
 K, F, L = 3, 7, 6
@@ -24,7 +25,7 @@ def test_encoding_matches_reference(fields, rng, per_camera):
     o = rng.normal(0, 0.1, K)
     off.from_numpy(o)
     k = K if per_camera else 1
-    timefn.time_encoding(off, table, k, F, L, per_camera)
+    timefn.time_encoding(off, table, k, F, L, per_camera, T_SPAN)
     want = ref.time_encoding(o, F, L, per_camera=bool(per_camera))
     np.testing.assert_allclose(table.to_numpy()[:k * F], want, rtol=1e-12, atol=1e-12)
     # frame 0 without offset is tau = 0: sin 0, cos 1
@@ -38,9 +39,9 @@ def test_offset_gradient_matches_finite_differences(fields, rng):
     g = rng.normal(size=(K * F, 2 * L))
     off.from_numpy(o)
     off.grad.fill(0.5)  # accumulates
-    timefn.time_encoding(off, table, K, F, L, 1)
+    timefn.time_encoding(off, table, K, F, L, 1, T_SPAN)
     table.grad.from_numpy(g)
-    timefn.time_encoding_backward(off, table, dt, K, F, L, 1)
+    timefn.time_encoding_backward(off, table, dt, K, F, L, 1, T_SPAN)
     loss = lambda v: float(np.sum(ref.time_encoding(v, F, L) * g))  # noqa: E731
     np.testing.assert_allclose(off.grad.to_numpy() - 0.5, finite_diff(loss, o), atol=1e-7)
     # per-row time derivative
@@ -55,7 +56,7 @@ def test_encoding_at_arbitrary_times(rng):
     times = ti.field(float, shape=11)
     out = ti.field(float, shape=(11, 2 * L))
     times.from_numpy(t)
-    timefn.time_encoding_at(times, out, 11, L)
+    timefn.time_encoding_at(times, out, 11, L, T_LO, T_SPAN)
     np.testing.assert_allclose(out.to_numpy(), ref.encode_times(t, L), rtol=1e-12, atol=1e-12)
 
 
@@ -85,11 +86,11 @@ def test_grid_encoding_matches_reference_and_reads_each_frame_at_zero_offset(rng
     o = rng.normal(0, 0.3, K)  # some rows fall outside the video and are clamped
     off.from_numpy(o)
     k = K if per_camera else 1
-    timefn.time_grid_encoding(off, grid, table, k, F, G, 2 * L, per_camera)
+    timefn.time_grid_encoding(off, grid, table, k, F, G, 2 * L, per_camera, T_SPAN)
     want = ref.time_grid_encoding(o, gv, per_camera=bool(per_camera))
     np.testing.assert_allclose(table.to_numpy()[:k * F, 2 * L:], want, rtol=1e-12, atol=1e-12)
     off.fill(0.0)
-    timefn.time_grid_encoding(off, grid, table, K, F, G, 2 * L, 1)
+    timefn.time_grid_encoding(off, grid, table, K, F, G, 2 * L, 1, T_SPAN)
     np.testing.assert_allclose(table.to_numpy()[:F, 2 * L:], gv, atol=1e-12)
     np.testing.assert_allclose(table.to_numpy()[2 * F:3 * F, 2 * L:], gv, atol=1e-12)
 
@@ -108,11 +109,11 @@ def test_grid_gradients_match_finite_differences(rng):
     off.grad.fill(0.5)
     grid.grad.fill(0.0)
     dt.fill(0.25)  # accumulates onto the sinusoids' derivative
-    timefn.time_grid_encoding(off, grid, table, K, F, G, 2 * L, 1)
+    timefn.time_grid_encoding(off, grid, table, K, F, G, 2 * L, 1, T_SPAN)
     tg = np.zeros((K * F, 2 * L + G))
     tg[:, 2 * L:] = g
     table.grad.from_numpy(tg)
-    timefn.time_grid_encoding_backward(off, grid, table, dt, K, F, G, 2 * L, 1)
+    timefn.time_grid_encoding_backward(off, grid, table, dt, K, F, G, 2 * L, 1, T_SPAN)
     loss_o = lambda v: float(np.sum(ref.time_grid_encoding(v, gv) * g))  # noqa: E731
     loss_g = lambda v: float(np.sum(ref.time_grid_encoding(o, v.reshape(F, G)) * g))  # noqa: E731
     got_o = off.grad.to_numpy() - 0.5
@@ -132,5 +133,5 @@ def test_grid_encoding_at_arbitrary_times(rng):
     times = ti.field(float, shape=11)
     out = ti.field(float, shape=(11, 3 + G))
     times.from_numpy(t)
-    timefn.time_grid_encoding_at(times, grid, out, 11, F, G, 3)
+    timefn.time_grid_encoding_at(times, grid, out, 11, F, G, 3, T_LO, T_SPAN)
     np.testing.assert_allclose(out.to_numpy()[:, 3:], ref.grid_read(t, gv), rtol=1e-12, atol=1e-12)

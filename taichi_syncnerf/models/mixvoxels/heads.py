@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import taichi as ti
 
-from taichi_syncnerf import runtime
+from taichi_syncnerf import runtime, timeline
 from taichi_syncnerf.kernels import mixglue, timefn
 from taichi_syncnerf.kernels.mlp import MLP, flatten
 from taichi_syncnerf.models.mixvoxels.parts import xavier_layers
@@ -85,9 +85,9 @@ class TimeFunction:
         C, F, L, D, G = self.C, self.F, self.L, self.D, self.G
         for tab, mlp, out, z, ch in ((self.tab_s, self.mlp_s, self.out_s, self.zs, 1),
                                      (self.tab_c, self.mlp_c, self.out_c, self.zc, 3)):
-            timefn.time_encoding(offsets.params, tab, C, F, L, 1)
+            timefn.time_encoding(offsets.params, tab, C, F, L, 1, timeline.T_SPAN)
             if G:
-                timefn.time_grid_encoding(offsets.params, self.grid, tab, C, F, G, 2 * L, 1)
+                timefn.time_grid_encoding(offsets.params, self.grid, tab, C, F, G, 2 * L, 1, timeline.T_SPAN)
             mlp.forward(tab, out, C * F)
             mixglue.pack_rows(out, z, C * F, ch, D)
             z.grad.fill(0.0)
@@ -99,9 +99,10 @@ class TimeFunction:
                                      (self.tab_c, self.mlp_c, self.out_c, self.zc, 3)):
             mixglue.pack_rows_backward(out, z, C * F, ch, D)
             mlp.backward(tab, out, C * F)
-            timefn.time_encoding_backward(offsets.params, tab, self.dt, C, F, L, 1)
+            timefn.time_encoding_backward(offsets.params, tab, self.dt, C, F, L, 1, timeline.T_SPAN)
             if G:
-                timefn.time_grid_encoding_backward(offsets.params, self.grid, tab, self.dt, C, F, G, 2 * L, 1)
+                timefn.time_grid_encoding_backward(offsets.params, self.grid, tab, self.dt, C, F, G, 2 * L, 1,
+                                                   timeline.T_SPAN)
 
     def rows_at(self, times: np.ndarray):
         """Query rows at normalised times (offsets included) (Q,): ``(Q, D + 1)``, ``(Q, 3 (D + 1))``."""
@@ -114,9 +115,10 @@ class TimeFunction:
         self.times.from_numpy(pad.astype(runtime.np_float()))
         outs = []
         for tab, mlp, out in ((self.tab_s, self.mlp_s, self.out_s), (self.tab_c, self.mlp_c, self.out_c)):
-            timefn.time_encoding_at(self.times, tab, Q, self.L)
+            timefn.time_encoding_at(self.times, tab, Q, self.L, timeline.T_LO, timeline.T_SPAN)
             if self.G:
-                timefn.time_grid_encoding_at(self.times, self.grid, tab, Q, self.F, self.G, 2 * self.L)
+                timefn.time_grid_encoding_at(self.times, self.grid, tab, Q, self.F, self.G, 2 * self.L, timeline.T_LO,
+                                             timeline.T_SPAN)
             mlp.forward(tab, out, Q)
             o = out.to_numpy()[:Q].reshape(Q, -1, self.D)
             outs.append(np.concatenate([o, np.zeros((Q, o.shape[1], 1))], axis=2).reshape(Q, -1))

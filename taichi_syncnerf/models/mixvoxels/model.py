@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import taichi as ti
 
-from taichi_syncnerf import runtime
+from taichi_syncnerf import runtime, timeline
 from taichi_syncnerf.kernels import allframes, mixglue, variation
 from taichi_syncnerf.kernels.adam import Adam
 from taichi_syncnerf.kernels.render import VolumeRenderer
@@ -266,7 +266,7 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState, SyncModel):
         if use_time:
             zs, zc = self.time_fn.rows_at(uniq[:, 1])
         else:
-            zs, zc = self.per_frame.rows_at((uniq[:, 1] / 0.8 + 1.0) / 2.0 * (self.n_frames - 1))
+            zs, zc = self.per_frame.rows_at(timeline.time_frame(uniq[:, 1], self.n_frames))
         _load_float(self.eval_zs, zs.ravel())
         _load_float(self.eval_zc, zc.ravel())
         ray_of = smp.ray_id.to_numpy()[self.dyn_src.to_numpy()[:nd]]
