@@ -43,18 +43,21 @@ Gaussian, ``T_i = T_{i+1} / (1 - alpha_i)`` from the stored final T, and the col
 lies behind, giving
 ``dL/dalpha_i = T_i sum_ch (c_i - B_i) g_ch - T_final / (1 - alpha_i) <bg, g_colour>``
 where colour, depth (c = z, bg 0) and alpha (c = 1, bg 0) are channels. Pixel contributions add
-into one slot per (tile, Gaussian) list entry; each Gaussian then sums its entries (found by
-binary search in its tiles' sorted lists: deterministic, no atomics) and chains through conic,
-EWA, projection, SH direction, rotation, scales and activations. Exact derivatives everywhere:
+into one slot per (tile, Gaussian) list entry, the slots laid out Gaussian-major (each Gaussian
+owns one per tile of its rect); each Gaussian then sums its contiguous slots (deterministic, no
+atomics) and chains through conic, EWA, projection, SH direction, rotation, scales and
+activations. Exact derivatives everywhere:
 unlike the CUDA original, a pixel where ``alpha`` hits the 0.99 clamp passes no gradient to
 opacity and shape, and the field-of-view clamp of J is differentiated as written. The skips
 (power > 0, alpha < alpha_min, T < t_min) make the loss piecewise smooth; gradients are those of
 the smooth piece.
 
 Per-tile sorting is a merge sort of each tile's list, one thread per tile; lists are filled with
-atomic counters then sorted, so the result does not depend on thread timing. ``pixel_parallel``
-picks the backward's loop: one thread per tile walking its 256 pixels (CPU default: no atomics)
-or one per pixel with atomic adds into the entry slots (GPU default).
+atomic counters then sorted, so the result does not depend on thread timing. A pixel skips
+without ``exp`` a Gaussian whose ``power`` is below ``log(alpha_min / o) - 1e-3`` (then
+``o e^power < alpha_min`` whatever the rounding): the same decisions as the plain test.
+``pixel_parallel`` picks the backward's loop: one thread per tile walking its 256 pixels (CPU
+default: no atomics) or one per pixel with atomic adds into the entry slots (GPU default).
 
 Example::
 
@@ -66,11 +69,12 @@ Example::
     ras.d_means, ras.d_log_scales, ras.d_quats, ras.d_opacity_logits, ras.d_sh  # rows < n
 """
 
-import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import taichi as ti
+from taichi.lang.util import to_numpy_type
 
 from .sh import C0, C1, C2, C3
 
@@ -82,8 +86,9 @@ ALPHA_MAX = 0.99
 ALPHA_MIN = 1.0 / 255.0
 T_MIN = 1e-4
 MAX_SH_DEGREE = 3
-# packed per-Gaussian render data (_gdata columns) and per-entry gradient slots (same order)
-U, V, KA, KB, KC, OPA, RED, Z = 0, 1, 2, 3, 4, 5, 6, 9
+# packed per-Gaussian render data (_gdata columns; the first N_DATA are also the order of the
+# per-entry gradient slots); LCUT: a power below it gives alpha < alpha_min for sure (exp skipped)
+U, V, KA, KB, KC, OPA, RED, Z, LCUT = 0, 1, 2, 3, 4, 5, 6, 9, 10
 N_DATA = 10
 
 
@@ -233,11 +238,17 @@ class Rasterizer:
     ``colour`` (H, W, 3), ``alpha`` (H, W), ``depth`` (H, W) (all with ``needs_grad``: their
     ``.grad`` may hold the output gradients), ``final_t`` (H, W), ``n_contrib`` (H, W) int32 (list
     position + 1 of the last Gaussian blended), ``radius`` (N,) int32 (0: culled or off-screen),
-    ``n_entries`` (tile-list entries). Outputs of :meth:`backward` (rows < n, OVERWRITTEN):
-    ``d_means`` (N, 3), ``d_log_scales`` (N, 3),
-    ``d_quats`` (N, 4), ``d_opacity_logits`` (N,), ``d_sh`` (N, 3 K), ``d_background`` (3,),
-    ``d_mean2d`` (N, 2) (dL/d(u, v) in pixels) and ``d_mean2d_norm_ndc`` (N,): |dL/d(u, v)| in the
-    NDC units of 3DGS's densification statistic (pixel gradient x (W/2, H/2)).
+    ``n_entries`` (tile-list entries).
+
+    Outputs of :meth:`backward` (rows < n, OVERWRITTEN; plain fields, e.g. for a deformation
+    field's backward to read): ``d_means`` (N, 3), ``d_log_scales`` (N, 3), ``d_quats`` (N, 4),
+    ``d_opacity_logits`` (N,), ``d_sh`` (N, 3 K), ``d_background`` (3,), ``d_mean2d`` (N, 2)
+    (dL/d(u, v) in pixels) and ``d_mean2d_norm_ndc`` (N,): |dL/d(u, v)| in the NDC units of 3DGS's
+    densification statistic (pixel gradient x (W/2, H/2)); the caller accumulates it over views.
+
+    The per-entry buffers start at ``max_entries`` (default 16 per Gaussian) and are reallocated
+    1.5x larger when a frame needs more (the old fields are not freed; kernels using them
+    compile again once).
     """
 
     def __init__(self, max_gaussians: int, width: int, height: int, sh_degree: int = 3,
@@ -253,9 +264,10 @@ class Rasterizer:
         if pixel_parallel is None:
             pixel_parallel = ti.lang.impl.current_cfg().arch not in (ti.x64, ti.arm64)
         self.pixel_parallel = bool(pixel_parallel)
-        self._gdata = ti.field(float, shape=(N, N_DATA))
+        self._gdata = ti.field(float, shape=(N, N_DATA + 1))
         self._clamped = ti.field(ti.i32, shape=N)  # bit c: colour channel c clamped at 0
         self._rect = ti.field(ti.i32, shape=(N, 4))  # tile x0, y0, x1, y1 (exclusive)
+        self._gslot = ti.field(ti.i32, shape=N + 1)  # first gradient slot of each Gaussian
         self.radius = ti.field(ti.i32, shape=N)
         self._tile_count = ti.field(ti.i32, shape=self.max_tiles)
         self._tile_start = ti.field(ti.i32, shape=self.max_tiles + 1)
@@ -273,6 +285,7 @@ class Rasterizer:
         self.d_mean2d = ti.field(float, shape=(N, 2))
         self.d_mean2d_norm_ndc = ti.field(float, shape=N)
         self.n_entries = 0
+        self.stage_ms = None  # set to {} to time each stage into it (a sync after each kernel)
         self._capacity = 0
         self._grow(max_entries if max_entries is not None else 16 * N)
         self._last = None
@@ -282,6 +295,7 @@ class Rasterizer:
         cap = max(int(needed), 16)
         self._ekey, self._ekey2 = ti.field(float, shape=cap), ti.field(float, shape=cap)
         self._eid, self._eid2 = ti.field(ti.i32, shape=cap), ti.field(ti.i32, shape=cap)
+        self._eslot = ti.field(ti.i32, shape=cap)  # entry -> gradient slot (Gaussian-major)
         self._egrad = ti.field(float, shape=(cap, N_DATA))
         self._capacity = cap
 
@@ -320,17 +334,18 @@ class Rasterizer:
         cam = camera.kernel_args()
         w, h = camera.width, camera.height
         n_tiles = -(-w // TILE) * -(-h // TILE)
-        self._project(means, log_scales, quats, opacity_logits, sh, n, k_active, *cam)
-        total = int(self._scan(n_tiles))
+        self._timed("project", self._project, means, log_scales, quats, opacity_logits, sh, n,
+                    k_active, float(alpha_min), *cam)
+        total = int(self._timed("scan", self._scan, n_tiles, n))
         if total > self._capacity:
             self._grow(int(total * 1.5))
         self.n_entries = total
-        self._fill(self._ekey, self._eid, n, w)
-        self._sort(self._ekey, self._eid, self._ekey2, self._eid2, n_tiles)
-        self._render(self._eid, w, h, *bg, float(alpha_min), float(t_min))
+        self._timed("fill", self._fill, self._ekey, self._eid, n, w)
+        self._timed("sort", self._sort, self._ekey, self._eid, self._ekey2, self._eid2,
+                    self._eslot, w, h)
+        self._timed("render", self._render, self._eid, w, h, *bg, float(alpha_min), float(t_min))
         self._last = dict(inputs=(means, log_scales, quats, opacity_logits, sh), n=n, cam=cam,
-                          k_active=k_active, bg=bg, alpha_min=float(alpha_min), n_tiles=n_tiles,
-                          w=w, h=h)
+                          k_active=k_active, bg=bg, alpha_min=float(alpha_min), w=w, h=h)
 
     def backward(self, d_colour=None, d_alpha=None, d_depth=None) -> None:
         """Gradients of the Gaussians of the last :meth:`forward` (inputs unchanged since).
@@ -344,20 +359,31 @@ class Rasterizer:
         s = self._last
         use = [self._set_grad(fld, g, s["h"], s["w"]) for fld, g in
                ((self.colour, d_colour), (self.alpha, d_alpha), (self.depth, d_depth))]
-        self._backward_pixels(self._eid, self._egrad, self.n_entries, s["w"], s["h"], *s["bg"],
-                              s["alpha_min"], *(int(u) for u in use))
+        self._timed("backward_pixels", self._backward_pixels, self._eid, self._eslot, self._egrad,
+                    self.n_entries, s["w"], s["h"], *s["bg"], s["alpha_min"],
+                    *(int(u) for u in use))
         self.d_background.fill(0.0)
         if use[0]:
-            self._background_grad(s["w"], s["h"])
-        self._backward_gaussians(*s["inputs"], self._ekey, self._eid, self._egrad, s["n"],
-                                 s["k_active"], *s["cam"])
+            self._timed("backward_background", self._background_grad, s["w"], s["h"])
+        self._timed("backward_gaussians", self._backward_gaussians, *s["inputs"], self._egrad,
+                    s["n"], s["k_active"], *s["cam"])
+
+    def _timed(self, name, kernel, *args):
+        if self.stage_ms is None:
+            return kernel(*args)
+        ti.sync()
+        t0 = time.perf_counter()
+        out = kernel(*args)
+        ti.sync()
+        self.stage_ms[name] = self.stage_ms.get(name, 0.0) + 1e3 * (time.perf_counter() - t0)
+        return out
 
     @staticmethod
     def _set_grad(out, g, h, w) -> bool:
         if g is None:
             return False
         if isinstance(g, np.ndarray):
-            full = np.zeros(out.shape, dtype=out.grad.to_numpy().dtype)
+            full = np.zeros(out.shape, dtype=to_numpy_type(out.dtype))
             if g.shape[:2] == (h, w):
                 full[:h, :w] = g
             elif g.shape == out.shape:
@@ -375,7 +401,7 @@ class Rasterizer:
     # ---- forward kernels ------------------------------------------------------------------------
     @ti.kernel
     def _project(self, means: ti.template(), log_scales: ti.template(), quats: ti.template(),
-                 logits: ti.template(), sh: ti.template(), n: int, k_active: int,
+                 logits: ti.template(), sh: ti.template(), n: int, k_active: int, alpha_min: float,
                  r00: float, r01: float, r02: float, r10: float, r11: float, r12: float,
                  r20: float, r21: float, r22: float, t0: float, t1: float, t2: float,
                  fx: float, fy: float, cx: float, cy: float, w: int, h: int):
@@ -389,7 +415,7 @@ class Rasterizer:
             pc = Rw @ x + tw
             radius = 0
             x0, y0, x1, y1 = 0, 0, 0, 0
-            for c in ti.static(range(N_DATA)):
+            for c in ti.static(range(N_DATA + 1)):
                 self._gdata[i, c] = 0.0
             self._clamped[i] = 0
             if pc[2] > NEAR:
@@ -436,7 +462,13 @@ class Rasterizer:
                         self._gdata[i, KA] = c / det
                         self._gdata[i, KB] = -b / det
                         self._gdata[i, KC] = a / det
-                        self._gdata[i, OPA] = 1.0 / (1.0 + ti.exp(-logits[i]))
+                        o = 1.0 / (1.0 + ti.exp(-logits[i]))
+                        self._gdata[i, OPA] = o
+                        # power < log(alpha_min / o) - 1e-3 means o e^power < alpha_min for sure
+                        # (rounding of exp and log is far below 1e-3): skipped without exp
+                        self._gdata[i, LCUT] = -1e30
+                        if alpha_min > 0.0:
+                            self._gdata[i, LCUT] = ti.log(alpha_min / o) - 1e-3
                         self._gdata[i, Z] = pc[2]
                         for ty_ in range(y0, y1):
                             for tx_ in range(x0, x1):
@@ -447,13 +479,20 @@ class Rasterizer:
             self._rect[i, 0], self._rect[i, 1], self._rect[i, 2], self._rect[i, 3] = x0, y0, x1, y1
 
     @ti.kernel
-    def _scan(self, n_tiles: int) -> int:
-        for _ in range(1):  # one thread: a deterministic serial exclusive scan
+    def _scan(self, n_tiles: int, n: int) -> int:
+        for _ in range(1):  # one thread: deterministic serial exclusive scans
             acc = 0
             for t in range(n_tiles):
                 self._tile_start[t] = acc
                 acc += self._tile_count[t]
             self._tile_start[n_tiles] = acc
+            acc = 0
+            for i in range(n):
+                self._gslot[i] = acc
+                if self.radius[i] > 0:
+                    acc += ((self._rect[i, 2] - self._rect[i, 0])
+                            * (self._rect[i, 3] - self._rect[i, 1]))
+            self._gslot[n] = acc
         return self._tile_start[n_tiles]
 
     @ti.kernel
@@ -472,7 +511,9 @@ class Rasterizer:
 
     @ti.kernel
     def _sort(self, k1: ti.template(), i1: ti.template(), k2: ti.template(), i2: ti.template(),
-              n_tiles: int):
+              slot: ti.template(), w: int, h: int):
+        tiles_x = (w + TILE - 1) // TILE
+        n_tiles = tiles_x * ((h + TILE - 1) // TILE)
         ti.loop_config(block_dim=1)
         for t in range(n_tiles):
             a, L = self._tile_start[t], self._tile_start[t + 1] - self._tile_start[t]
@@ -499,6 +540,14 @@ class Rasterizer:
             if not in_first:
                 for e in range(a, a + L):
                     k1[e], i1[e] = k2[e], i2[e]
+            # gradient slot of each entry: its Gaussian's slots, one per tile of its rect in
+            # row-major order, so each Gaussian sums a contiguous range in the backward
+            tx, ty = t % tiles_x, t // tiles_x
+            for e in range(a, a + L):
+                g = i1[e]
+                x0 = self._rect[g, 0]
+                slot[e] = (self._gslot[g] + (ty - self._rect[g, 1]) * (self._rect[g, 2] - x0)
+                           + tx - x0)
 
     @ti.kernel
     def _render(self, ids: ti.template(), w: int, h: int, bg0: float, bg1: float, bg2: float,
@@ -520,7 +569,7 @@ class Rasterizer:
                     dx, dy = self._gdata[g, U] - fpx, self._gdata[g, V] - fpy
                     power = (-0.5 * (self._gdata[g, KA] * dx * dx + self._gdata[g, KC] * dy * dy)
                              - self._gdata[g, KB] * dx * dy)
-                    if power <= 0.0:
+                    if self._gdata[g, LCUT] <= power and power <= 0.0:
                         alpha = ti.min(ALPHA_MAX, self._gdata[g, OPA] * ti.exp(power))
                         if alpha >= alpha_min:
                             test_t = T * (1.0 - alpha)
@@ -542,7 +591,8 @@ class Rasterizer:
 
     # ---- backward kernels -----------------------------------------------------------------------
     @ti.kernel
-    def _backward_pixels(self, ids: ti.template(), egrad: ti.template(), n_entries: int, w: int,
+    def _backward_pixels(self, ids: ti.template(), slot: ti.template(), egrad: ti.template(),
+                         n_entries: int, w: int,
                          h: int, bg0: float, bg1: float, bg2: float, alpha_min: float, use_c: int,
                          use_a: int, use_d: int):
         tiles_x = (w + TILE - 1) // TILE
@@ -554,18 +604,18 @@ class Rasterizer:
         if ti.static(self.pixel_parallel):
             ti.loop_config(block_dim=TILE * TILE)
             for t, k in ti.ndrange(n_tiles, TILE * TILE):
-                self._pixel_backward(ids, egrad, t, k, tiles_x, w, h, bg, alpha_min, use_c, use_a,
-                                     use_d, True)
+                self._pixel_backward(ids, slot, egrad, t, k, tiles_x, w, h, bg, alpha_min, use_c,
+                                     use_a, use_d, True)
         else:
             ti.loop_config(block_dim=1)
             for t in range(n_tiles):  # one thread per tile: its entry slots are private
                 for k in range(TILE * TILE):
-                    self._pixel_backward(ids, egrad, t, k, tiles_x, w, h, bg, alpha_min, use_c,
-                                         use_a, use_d, False)
+                    self._pixel_backward(ids, slot, egrad, t, k, tiles_x, w, h, bg, alpha_min,
+                                         use_c, use_a, use_d, False)
 
     @ti.func
-    def _pixel_backward(self, ids: ti.template(), egrad: ti.template(), t, k, tiles_x, w, h, bg,
-                        alpha_min, use_c, use_a, use_d, atomic: ti.template()):
+    def _pixel_backward(self, ids: ti.template(), slot: ti.template(), egrad: ti.template(), t, k,
+                        tiles_x, w, h, bg, alpha_min, use_c, use_a, use_d, atomic: ti.template()):
         px = (t % tiles_x) * TILE + k % TILE
         py = (t // tiles_x) * TILE + k // TILE
         if px < w and py < h:
@@ -593,7 +643,7 @@ class Rasterizer:
                     dx, dy = self._gdata[g, U] - fpx, self._gdata[g, V] - fpy
                     ka, kb, kc = self._gdata[g, KA], self._gdata[g, KB], self._gdata[g, KC]
                     power = -0.5 * (ka * dx * dx + kc * dy * dy) - kb * dx * dy
-                    if power <= 0.0:
+                    if self._gdata[g, LCUT] <= power and power <= 0.0:
                         G = ti.exp(power)
                         a_raw = self._gdata[g, OPA] * G
                         alpha = ti.min(ALPHA_MAX, a_raw)
@@ -620,11 +670,12 @@ class Rasterizer:
                             for ch in ti.static(range(3)):
                                 gr[RED + ch] = wgt * gc[ch]
                             gr[Z] = wgt * gd
+                            s = slot[e]
                             for c in ti.static(range(N_DATA)):
                                 if ti.static(atomic):
-                                    ti.atomic_add(egrad[e, c], gr[c])
-                                else:
-                                    egrad[e, c] = egrad[e, c] + gr[c]
+                                    ti.atomic_add(egrad[s, c], gr[c])
+                                else:  # one thread per tile: the tile's slots are its own
+                                    egrad[s, c] = egrad[s, c] + gr[c]
 
     @ti.kernel
     def _background_grad(self, w: int, h: int):
@@ -635,12 +686,10 @@ class Rasterizer:
     @ti.kernel
     def _backward_gaussians(self, means: ti.template(), log_scales: ti.template(),
                             quats: ti.template(), logits: ti.template(), sh: ti.template(),
-                            keys: ti.template(), ids: ti.template(), egrad: ti.template(), n: int,
-                            k_active: int, r00: float, r01: float, r02: float, r10: float,
-                            r11: float, r12: float, r20: float, r21: float, r22: float, t0: float,
-                            t1: float, t2: float, fx: float, fy: float, cx: float, cy: float,
-                            w: int, h: int):
-        tiles_x = (w + TILE - 1) // TILE
+                            egrad: ti.template(), n: int, k_active: int, r00: float,
+                            r01: float, r02: float, r10: float, r11: float, r12: float, r20: float,
+                            r21: float, r22: float, t0: float, t1: float, t2: float, fx: float,
+                            fy: float, cx: float, cy: float, w: int, h: int):
         for i in range(n):
             for c in ti.static(range(3)):
                 self.d_means[i, c] = 0.0
@@ -654,21 +703,10 @@ class Rasterizer:
             self.d_mean2d[i, 1] = 0.0
             self.d_mean2d_norm_ndc[i] = 0.0
             if self.radius[i] > 0:
-                # this Gaussian's slots: found in each of its tiles' sorted lists
-                zi = self._gdata[i, Z]
                 acc = ti.Vector.zero(float, N_DATA)
-                for ty in range(self._rect[i, 1], self._rect[i, 3]):
-                    for tx in range(self._rect[i, 0], self._rect[i, 2]):
-                        t = ty * tiles_x + tx
-                        lo, hi = self._tile_start[t], self._tile_start[t + 1]
-                        while lo < hi:
-                            m = (lo + hi) // 2
-                            if _entry_less(keys[m], ids[m], zi, i):
-                                lo = m + 1
-                            else:
-                                hi = m
-                        for c in ti.static(range(N_DATA)):
-                            acc[c] += egrad[lo, c]
+                for e in range(self._gslot[i], self._gslot[i + 1]):  # its slots, one per tile
+                    for c in ti.static(range(N_DATA)):
+                        acc[c] += egrad[e, c]
                 self._gaussian_backward(means, log_scales, quats, sh, i, k_active, acc,
                                         ti.Matrix([[r00, r01, r02], [r10, r11, r12],
                                                    [r20, r21, r22]]),

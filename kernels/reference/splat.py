@@ -5,7 +5,8 @@ docstring); the spherical harmonics come from the closed form of kernels/referen
 pixel loops run per tile, vectorised over the tile's pixels: each pixel still walks the tile's
 list front to back (backward: back to front) with its own skips and early stop. Differences from
 the kernels, by design: the backward adds each pixel's contribution straight into per-Gaussian
-sums (the kernels use per-entry slots), so sums agree to round-off, not bit for bit.
+sums (the kernels use per-entry slots), so sums agree to round-off, not bit for bit; and the
+kernels' exp-free pre-skip of far pixels is left out (it makes the same decisions).
 """
 import numpy as np
 
