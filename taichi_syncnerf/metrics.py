@@ -316,8 +316,10 @@ def offset_mae(
     used = [i for i in range(pred.size) if i not in excluded]
     if not used:
         raise ValueError("no camera left to score the offsets on")
+    from taichi_syncnerf.offsets import alignment_shift
+
     diff = pred[used] - gt[used]
-    shift = float(np.median(diff))
+    shift = alignment_shift(pred, gt, used)
     err = np.abs(diff - shift)
     return OffsetError(
         mae_frames=float(err.mean()),

@@ -154,14 +154,17 @@ class TimeOffsets:
                                 train_indices=train_indices)
 
 
+def alignment_shift(pred_frames, gt_frames, cameras) -> float:
+    """The one global shift offsets cannot determine (they are learned relative to the held-at-zero
+    test camera): the median of ``pred - gt`` over ``cameras``, the shift with the smallest mean
+    absolute error. Used by the offsets report, the metrics, the plots, the viewer and the benchmarks."""
+    cameras = np.asarray(cameras, np.int64)
+    return float(np.median(np.asarray(pred_frames, np.float64)[cameras] - np.asarray(gt_frames, np.float64)[cameras]))
+
+
 def align_truth(pred_frames, gt_frames, train_indices) -> np.ndarray:
-    """Ground-truth offsets moved by the one global shift offsets cannot determine: the median of
-    ``pred - gt`` over the training cameras (the shift with the smallest mean absolute error,
-    the same one :func:`taichi_syncnerf.metrics.offset_mae` removes)."""
-    pred = np.asarray(pred_frames, np.float64)
-    gt = np.asarray(gt_frames, np.float64)
-    train = np.asarray(train_indices, np.int64)
-    return gt + float(np.median(pred[train] - gt[train]))
+    """Ground-truth offsets moved by :func:`alignment_shift` over the training cameras."""
+    return np.asarray(gt_frames, np.float64) + alignment_shift(pred_frames, gt_frames, train_indices)
 
 
 def offsets_document(names, offsets_frames, fps: float, test_index: int, truth=None, initial=None,
