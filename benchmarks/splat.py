@@ -1,11 +1,17 @@
 """Forward and backward time per frame of the Gaussian rasterizer (kernels/splat.py).
 
-Scene: ``--gaussians`` Gaussians with means uniform in the cube [-1.5, 1.5]^3, seen by one camera
-4 units away looking at its centre (horizontal field of view 0.9 rad, centred principal point);
-scales log-normal around half the mean spacing ``3 / N^(1/3)`` (each axis x exp(N(0, 0.4^2))),
-random rotations, opacities sigmoid(U(-2, 3)), SH degree ``--sh-degree`` with coefficients
-N(0, 0.2^2). This is a dense, space-filling cloud: at 1352x1014 a Gaussian covers tens of tiles,
-as in a trained 3DGS scene seen from close; at 128x96 one or two.
+Scene: ``--gaussians`` Gaussians seen by one camera 4 units from the origin looking at it
+(horizontal field of view 0.9 rad, centred principal point), random rotations, SH degree
+``--sh-degree`` with coefficients N(0, 0.2^2), and ``--layout``:
+
+- ``cube`` (default): means uniform in [-1.5, 1.5]^3, scales log-normal around half the mean
+  spacing ``3 / N^(1/3)`` (each axis x exp(N(0, 0.4^2))), opacities sigmoid(U(-2, 3)): a
+  space-filling fog, the hard case (a pixel blends about a hundred Gaussians before it stops);
+- ``shell``: means on the sphere of radius 1.2 (jitter N(0, 0.01^2)), scales around half the
+  spacing on the sphere ``sqrt(4 pi 1.2^2 / N)``, opacities sigmoid(U(1, 5)): an opaque surface,
+  closer to a trained scene (pixels stop after a few layers).
+
+At 1352x1014 a Gaussian covers tens of 16x16 tiles, at 128x96 one or two.
 
 One frame = ``forward`` (projection, tile counts, scan, fill, per-tile sort, blending) and
 ``backward`` from a random dL/dcolour (dL/dalpha and dL/ddepth off, as an L1 training step):
@@ -16,9 +22,10 @@ time per stage (``stage_ms``).
 
 Usage: python benchmarks/splat.py [--gaussians 20000] [--size 128x96] [--threads 2] [--arch cpu]
                                   [--precision f32] [--repeats 5] [--sh-degree 3] [--seed 0]
+                                  [--layout cube|shell]
 
 Prints the settings, the medians and the stage table; the last line is one JSON object:
-``name`` ("splat"), ``gaussians``, ``width``, ``height``, ``threads``, ``arch``, ``precision``,
+``name`` ("splat"), ``gaussians``, ``layout``, ``width``, ``height``, ``threads``, ``arch``, ``precision``,
 ``sh_degree``, ``repeats``, ``forward_ms``, ``backward_ms`` (medians), ``forward_min_ms``,
 ``backward_min_ms``, ``first_frame_s``, ``visible`` (Gaussians with a radius), ``entries`` (tile
 list entries), ``mean_blended`` (Gaussians blended per pixel, mean of n_contrib), ``stage_ms``.
@@ -44,6 +51,7 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=5, help="timed frames after the warm-up")
     p.add_argument("--sh-degree", type=int, default=3, choices=[0, 1, 2, 3])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--layout", default="cube", choices=["cube", "shell"])
     args = p.parse_args(argv)
     try:
         args.width, args.height = (int(v) for v in args.size.lower().split("x"))
@@ -52,18 +60,24 @@ def parse_args(argv=None):
     return args
 
 
-def make_scene(n, width, height, sh_degree, rng):
-    """Numpy parameters of a space-filling cloud and an OpenGL camera-to-world looking at it."""
+def make_scene(n, width, height, sh_degree, rng, layout="cube"):
+    """Numpy parameters of the cloud (see the module docstring) and an OpenGL camera-to-world
+    looking at it."""
     from taichi_syncnerf.data.cameras import Intrinsics, look_at
 
-    spacing = 3.0 / n ** (1.0 / 3.0)
     k = (sh_degree + 1) ** 2
-    params = dict(
-        means=rng.uniform(-1.5, 1.5, (n, 3)),
-        log_scales=np.log(0.5 * spacing) + rng.normal(0.0, 0.4, (n, 3)),
-        quats=rng.normal(size=(n, 4)),
-        opacity_logits=rng.uniform(-2.0, 3.0, n),
-        sh=rng.normal(0.0, 0.2, (n, 3 * k)))
+    if layout == "cube":
+        spacing = 3.0 / n ** (1.0 / 3.0)
+        means = rng.uniform(-1.5, 1.5, (n, 3))
+        logits = rng.uniform(-2.0, 3.0, n)
+    else:
+        spacing = np.sqrt(4.0 * np.pi * 1.2**2 / n)
+        d = rng.normal(size=(n, 3))
+        means = 1.2 * d / np.linalg.norm(d, axis=1, keepdims=True) + rng.normal(0.0, 0.01, (n, 3))
+        logits = rng.uniform(1.0, 5.0, n)
+    params = dict(means=means, log_scales=np.log(0.5 * spacing) + rng.normal(0.0, 0.4, (n, 3)),
+                  quats=rng.normal(size=(n, 4)), opacity_logits=logits,
+                  sh=rng.normal(0.0, 0.2, (n, 3 * k)))
     intr = Intrinsics.from_fov(0.9, width, height)
     c2w = look_at(np.array([0.0, -4.0, 0.8]), np.zeros(3), np.array([0.0, 0.0, 1.0]))
     return params, intr, c2w
@@ -79,7 +93,8 @@ def main(argv=None) -> int:
     from taichi_syncnerf.kernels import splat
 
     n, w, h = args.gaussians, args.width, args.height
-    params, intr, c2w = make_scene(n, w, h, args.sh_degree, np.random.default_rng(args.seed))
+    params, intr, c2w = make_scene(n, w, h, args.sh_degree, np.random.default_rng(args.seed),
+                                   args.layout)
     cam = splat.Camera.from_opengl_c2w(intr, c2w)
     dtype = runtime.np_float()
     fields = {}
@@ -110,7 +125,7 @@ def main(argv=None) -> int:
     ras.stage_ms = None
     radius = ras.radius.to_numpy()[:n]
     result = dict(
-        name="splat", gaussians=n, width=w, height=h, threads=args.threads, arch=info.arch,
+        name="splat", gaussians=n, layout=args.layout, width=w, height=h, threads=args.threads, arch=info.arch,
         precision=args.precision, sh_degree=args.sh_degree, repeats=args.repeats,
         forward_ms=round(float(np.median(times[:, 0])), 2),
         backward_ms=round(float(np.median(times[:, 1])), 2),
@@ -118,7 +133,7 @@ def main(argv=None) -> int:
         backward_min_ms=round(float(times[:, 1].min()), 2),
         first_frame_s=round(first, 2), visible=int((radius > 0).sum()), entries=int(ras.n_entries),
         mean_blended=round(float(ras.n_contrib.to_numpy()[:h, :w].mean()), 2), stage_ms=stages)
-    print(f"{n} Gaussians (visible {result['visible']}, {result['entries']} tile entries, "
+    print(f"{n} Gaussians, {args.layout} (visible {result['visible']}, {result['entries']} tile entries, "
           f"{result['mean_blended']} blended per pixel), {w}x{h}, {info.arch} "
           f"{args.threads} threads, {args.precision}, SH degree {args.sh_degree}")
     if info.note:

@@ -261,9 +261,10 @@ class Rasterizer:
         self.max_gaussians, self.width, self.height, self.sh_degree = N, W, H, int(sh_degree)
         self.n_coeffs = n_coefficients(sh_degree)
         self.max_tiles = -(-W // TILE) * -(-H // TILE)
-        if pixel_parallel is None:
-            pixel_parallel = ti.lang.impl.current_cfg().arch not in (ti.x64, ti.arm64)
-        self.pixel_parallel = bool(pixel_parallel)
+        on_cpu = ti.lang.impl.current_cfg().arch in (ti.x64, ti.arm64)
+        self.pixel_parallel = (not on_cpu) if pixel_parallel is None else bool(pixel_parallel)
+        # loops with one thread per tile: one tile per CPU task (balance), 32 per GPU block
+        self._tile_block = 1 if on_cpu else 32
         self._gdata = ti.field(float, shape=(N, N_DATA + 1))
         self._clamped = ti.field(ti.i32, shape=N)  # bit c: colour channel c clamped at 0
         self._rect = ti.field(ti.i32, shape=(N, 4))  # tile x0, y0, x1, y1 (exclusive)
@@ -514,7 +515,7 @@ class Rasterizer:
               slot: ti.template(), w: int, h: int):
         tiles_x = (w + TILE - 1) // TILE
         n_tiles = tiles_x * ((h + TILE - 1) // TILE)
-        ti.loop_config(block_dim=1)
+        ti.loop_config(block_dim=self._tile_block)
         for t in range(n_tiles):
             a, L = self._tile_start[t], self._tile_start[t + 1] - self._tile_start[t]
             for run in range((L + 15) // 16):  # insertion sort of runs of 16, in place
@@ -522,9 +523,12 @@ class Rasterizer:
                 for j in range(lo + 1, ti.min(lo + 16, a + L)):
                     kk, ii = k1[j], i1[j]
                     m = j
-                    while m > lo and _entry_less(kk, ii, k1[m - 1], i1[m - 1]):
-                        k1[m], i1[m] = k1[m - 1], i1[m - 1]
-                        m -= 1
+                    while m > lo:  # (Taichi's `and` evaluates both sides: no k1[lo - 1] read)
+                        if _entry_less(kk, ii, k1[m - 1], i1[m - 1]):
+                            k1[m], i1[m] = k1[m - 1], i1[m - 1]
+                            m -= 1
+                        else:
+                            break
                     k1[m], i1[m] = kk, ii
             width, in_first = 16, 1
             while width < L:  # bottom-up merges, ping-pong between the two buffers
@@ -607,7 +611,7 @@ class Rasterizer:
                 self._pixel_backward(ids, slot, egrad, t, k, tiles_x, w, h, bg, alpha_min, use_c,
                                      use_a, use_d, True)
         else:
-            ti.loop_config(block_dim=1)
+            ti.loop_config(block_dim=self._tile_block)
             for t in range(n_tiles):  # one thread per tile: its entry slots are private
                 for k in range(TILE * TILE):
                     self._pixel_backward(ids, slot, egrad, t, k, tiles_x, w, h, bg, alpha_min,

@@ -180,6 +180,30 @@ def test_forward_matches_reference(setup, sh_degree):
     assert ras.n_entries == sum(len(x) for x in want["lists"])
 
 
+def test_long_tile_lists_with_depth_ties():
+    """Lists of 17-80 entries (insertion-sorted runs of 16, then 1-3 merge passes, with and without
+    the copy back) and Gaussians at exactly the same depth (ordered by index)."""
+    from taichi_syncnerf.kernels import splat
+
+    rng = np.random.default_rng(21)
+    n = 80
+    sc = dict(cam=make_camera(), means=rng.normal(size=(n, 3)) * 0.5,
+              log_scales=rng.uniform(-2.0, -1.2, (n, 3)), quats=rng.normal(size=(n, 4)),
+              opacity_logits=rng.uniform(-3.0, 0.0, n), sh=rng.normal(size=(n, 48)) * 0.2, n=n)
+    sc["means"][60:] = sc["means"][40:60]  # same depth, later index
+    sc["log_scales"][60:] += 0.3
+    ras = splat.Rasterizer(n, W, H, sh_degree=3)
+    Scene(sc, n_max=n).forward(ras, sc)
+    want = ref_forward(sc)
+    lengths = [len(x) for x in want["lists"]]
+    assert max(lengths) > 64 and any(16 < L <= 32 for L in lengths), lengths
+    for t, (a, b) in enumerate(zip(tile_lists(ras, len(lengths)), want["lists"])):
+        np.testing.assert_array_equal(a, b, err_msg=f"tile {t}")
+    got = images(ras)
+    np.testing.assert_array_equal(got["n_contrib"], want["n_contrib"])
+    np.testing.assert_allclose(got["colour"], want["colour"], rtol=1e-12, atol=1e-13)
+
+
 def test_special_gaussians(setup):
     sc, ras = setup["sc"], setup["ras"]
     setup["fields"].forward(ras, sc)
