@@ -11,7 +11,8 @@ Scene: ``--gaussians`` Gaussians seen by one camera 4 units from the origin look
   spacing on the sphere ``sqrt(4 pi 1.2^2 / N)``, opacities sigmoid(U(1, 5)): an opaque surface,
   closer to a trained scene (pixels stop after a few layers).
 
-At 1352x1014 a Gaussian covers tens of 16x16 tiles, at 128x96 one or two.
+With 20,000 Gaussians one is listed in about 120 16x16 tiles (cube) or 15 (shell) at 1352x1014,
+and 3.5 (cube) at 128x96.
 
 One frame = ``forward`` (projection, tile counts, scan, fill, per-tile sort, blending) and
 ``backward`` from a random dL/dcolour (dL/dalpha and dL/ddepth off, as an L1 training step):
@@ -25,9 +26,9 @@ Usage: python benchmarks/splat.py [--gaussians 20000] [--size 128x96] [--threads
                                   [--layout cube|shell]
 
 Prints the settings, the medians and the stage table; the last line is one JSON object:
-``name`` ("splat"), ``gaussians``, ``layout``, ``width``, ``height``, ``threads``, ``arch``, ``precision``,
-``sh_degree``, ``repeats``, ``forward_ms``, ``backward_ms`` (medians), ``forward_min_ms``,
-``backward_min_ms``, ``first_frame_s``, ``visible`` (Gaussians with a radius), ``entries`` (tile
+``name`` ("splat"), ``gaussians``, ``layout``, ``width``, ``height``, ``threads``, ``arch``,
+``precision``, ``sh_degree``, ``repeats``, ``forward_ms``, ``backward_ms`` (medians),
+``forward_min_ms``, ``backward_min_ms``, ``first_frame_s``, ``visible`` (Gaussians with a radius), ``entries`` (tile
 list entries), ``mean_blended`` (Gaussians blended per pixel, mean of n_contrib), ``stage_ms``.
 """
 import argparse
@@ -125,16 +126,16 @@ def main(argv=None) -> int:
     ras.stage_ms = None
     radius = ras.radius.to_numpy()[:n]
     result = dict(
-        name="splat", gaussians=n, layout=args.layout, width=w, height=h, threads=args.threads, arch=info.arch,
-        precision=args.precision, sh_degree=args.sh_degree, repeats=args.repeats,
+        name="splat", gaussians=n, layout=args.layout, width=w, height=h, threads=args.threads,
+        arch=info.arch, precision=args.precision, sh_degree=args.sh_degree, repeats=args.repeats,
         forward_ms=round(float(np.median(times[:, 0])), 2),
         backward_ms=round(float(np.median(times[:, 1])), 2),
         forward_min_ms=round(float(times[:, 0].min()), 2),
         backward_min_ms=round(float(times[:, 1].min()), 2),
         first_frame_s=round(first, 2), visible=int((radius > 0).sum()), entries=int(ras.n_entries),
         mean_blended=round(float(ras.n_contrib.to_numpy()[:h, :w].mean()), 2), stage_ms=stages)
-    print(f"{n} Gaussians, {args.layout} (visible {result['visible']}, {result['entries']} tile entries, "
-          f"{result['mean_blended']} blended per pixel), {w}x{h}, {info.arch} "
+    print(f"{n} Gaussians, {args.layout} (visible {result['visible']}, {result['entries']} tile "
+          f"entries, {result['mean_blended']} blended per pixel), {w}x{h}, {info.arch} "
           f"{args.threads} threads, {args.precision}, SH degree {args.sh_degree}")
     if info.note:
         print(info.note)
