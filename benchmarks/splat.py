@@ -28,8 +28,9 @@ Usage: python benchmarks/splat.py [--gaussians 20000] [--size 128x96] [--threads
 Prints the settings, the medians and the stage table; the last line is one JSON object:
 ``name`` ("splat"), ``gaussians``, ``layout``, ``width``, ``height``, ``threads``, ``arch``,
 ``precision``, ``sh_degree``, ``repeats``, ``forward_ms``, ``backward_ms`` (medians),
-``forward_min_ms``, ``backward_min_ms``, ``first_frame_s``, ``visible`` (Gaussians with a radius), ``entries`` (tile
-list entries), ``mean_blended`` (Gaussians blended per pixel, mean of n_contrib), ``stage_ms``.
+``forward_min_ms``, ``backward_min_ms``, ``first_frame_s``, ``visible`` (Gaussians with a
+radius), ``entries`` (tile list entries), ``mean_blended`` (Gaussians blended per pixel, mean of
+n_contrib), ``stage_ms``.
 """
 import argparse
 import json
