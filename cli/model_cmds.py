@@ -120,21 +120,36 @@ def eval_cmd(run, quiet, arch, threads, precision):
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
 @click.option("--path", "path_kind", type=click.Choice(["dataset", "spiral"]), default="dataset",
               show_default=True, help="The camera's own view, or a spiral around the rig.")
+@click.option("--camera-path", "camera_path", type=click.Path(dir_okay=False), default=None,
+              help="Render a camera_path.json (nerfstudio's layout, written by the viewer): one frame per "
+                   "entry at its render_width x render_height and scene time (instead of --split/--path).")
 @click.option("--time", "time_mode", default="sweep", show_default=True,
               help="'sweep' through the video, or a fixed frame index.")
 @click.option("--frames", "n_frames", type=int, default=None, help="Number of video frames.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Output .mp4.")
 @click.option("--png", "png_dir", type=click.Path(file_okay=False), default=None,
-              help="Also write the frames as PNGs into this folder.")
+              help="Also write the frames as PNGs into this folder (with --camera-path and no --out: only PNGs).")
 @click.option("--quiet", is_flag=True)
 @runtime_options
 @user_errors
-def render(run, split, path_kind, time_mode, n_frames, out, png_dir, quiet, arch, threads, precision):
-    """Render a video from a trained run (prediction | ground truth | error for dataset views)."""
-    from taichi_syncnerf.render_video import render_video
+def render(run, split, path_kind, camera_path, time_mode, n_frames, out, png_dir, quiet, arch, threads, precision):
+    """Render a video from a trained run (prediction | ground truth | error for dataset views), or a
+    camera path made in the viewer (--camera-path FILE.json)."""
+    from taichi_syncnerf.render_video import render_camera_path, render_video
     from taichi_syncnerf.run_folder import RunFolder
 
     RunFolder.open(run)
+    if camera_path is not None:
+        from taichi_syncnerf.camera_path import read_path
+
+        given = [o for o, v in (("--time", time_mode != "sweep"), ("--frames", n_frames is not None)) if v]
+        if given:
+            raise UserError(f"--camera-path sets every frame's pose and time: {', '.join(given)} cannot be used with it")
+        read_path(camera_path)              # a bad file is refused before the model is loaded
+        init_runtime(arch, threads, precision)
+        path = render_camera_path(run, camera_path, out, png_dir, progress=not quiet)
+        click.echo(f"wrote {path}")
+        return
     if time_mode != "sweep":
         try:
             time_mode = float(time_mode)

@@ -1,4 +1,5 @@
-"""Videos from a trained run: a dataset view beside its ground truth, or a spiral path."""
+"""Videos from a trained run: a dataset view beside its ground truth, a spiral path, or a camera path
+(``camera_path.json``, see :mod:`taichi_syncnerf.camera_path`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -65,3 +66,49 @@ def render_video(run, split: str = "test", path_kind: str = "dataset", time_mode
             iio.imwrite(Path(png_dir) / f"{i:05d}.png", u8)
     write_video(out, np.stack(frames), fps=source.fps)
     return out
+
+
+def render_camera_path(run, path_file, out=None, png_dir=None, progress: bool = True) -> Path:
+    """Render ``camera_path.json`` (nerfstudio's layout, see :mod:`taichi_syncnerf.camera_path`):
+    one frame per entry at its ``render_width`` x ``render_height``, at the entry's scene time, into
+    ``out`` (.mp4 at the path's fps; default ``RUN/renders/<file name>.mp4``) and/or PNGs in
+    ``png_dir``. Pixels of a forward-facing (NDC) scene whose rays look away from it are black."""
+    from tqdm import tqdm
+
+    from taichi_syncnerf.camera_path import entry_intrinsics, read_path, to_model, world_from_source
+    from taichi_syncnerf.data.video import VideoWriter
+    from taichi_syncnerf.evaluate import render_image
+    from taichi_syncnerf.run_folder import open_run
+    from taichi_syncnerf.viewer.camera import view_rays
+
+    path_file = Path(path_file)
+    cam_path = read_path(path_file)
+    run = Path(run)
+    opened = open_run(run)
+    source, model = opened.source, opened.model
+    W = world_from_source(source)
+    offsets = np.asarray(model.offsets.frames(), np.float64)
+    ref = source.test_index
+    out = None if out is None and png_dir else Path(out) if out else run / "renders" / f"{path_file.stem}.mp4"
+    if png_dir:
+        Path(png_dir).mkdir(parents=True, exist_ok=True)
+    w, h = cam_path.width, cam_path.height
+    writer = None if out is None else VideoWriter(out, w, h, cam_path.fps)
+    try:
+        for i in tqdm(range(len(cam_path)), disable=not progress, desc="render", dynamic_ncols=True):
+            intr = entry_intrinsics(cam_path.fov[i], w, h)
+            rays, valid = view_rays(source, to_model(cam_path.c2w[i], W), intr, float(cam_path.time[i]), ref, offsets)
+            u8 = _to_u8(render_image(model, rays, h, w) * valid.reshape(h, w, 1))
+            if writer is not None:
+                writer.write(u8)
+            if png_dir:
+                import imageio.v3 as iio
+
+                iio.imwrite(Path(png_dir) / f"{i:05d}.png", u8)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if writer is not None:
+        writer.close()
+    return out if out is not None else Path(png_dir)

@@ -21,40 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from taichi_syncnerf.camera_path import matrix_to_quat, quat_to_matrix  # noqa: F401 (re-exported)
 from taichi_syncnerf.data.cameras import Intrinsics, generate_rays, ndc_rays, pixel_grid
 
 _GL_FROM_CV = np.diag([1.0, -1.0, -1.0])
-
-
-def quat_to_matrix(wxyz) -> np.ndarray:
-    """(3, 3) rotation of a unit quaternion ``(w, x, y, z)`` (normalised here)."""
-    w, x, y, z = np.asarray(wxyz, np.float64) / np.linalg.norm(wxyz)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
-
-
-def matrix_to_quat(R) -> np.ndarray:
-    """Unit quaternion ``(w, x, y, z)`` with ``w >= 0`` of a (3, 3) rotation (Shepperd's method)."""
-    R = np.asarray(R, np.float64)
-    tr = np.trace(R)
-    if tr > 0:
-        s = 2.0 * np.sqrt(1.0 + tr)
-        q = [0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s]
-    elif R[0, 0] > R[1, 1] and R[0, 0] > R[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + R[0, 0] - R[1, 1] - R[2, 2])
-        q = [(R[2, 1] - R[1, 2]) / s, 0.25 * s, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s]
-    elif R[1, 1] > R[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + R[1, 1] - R[0, 0] - R[2, 2])
-        q = [(R[0, 2] - R[2, 0]) / s, (R[0, 1] + R[1, 0]) / s, 0.25 * s, (R[1, 2] + R[2, 1]) / s]
-    else:
-        s = 2.0 * np.sqrt(1.0 + R[2, 2] - R[0, 0] - R[1, 1])
-        q = [(R[1, 0] - R[0, 1]) / s, (R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s]
-    q = np.asarray(q)
-    q /= np.linalg.norm(q)
-    return -q if q[0] < 0 else q
 
 
 def c2w_from_viser(wxyz, position) -> np.ndarray:
