@@ -93,7 +93,7 @@ class Scene:
         self.fields = dict(means=ti.field(float, (n_max, 3)),
                            log_scales=ti.field(float, (n_max, 3)),
                            quats=ti.field(float, (n_max, 4)), opacity_logits=ti.field(float, n_max),
-                           sh=ti.field(float, (n_max, 48)))
+                           sh=ti.field(float, (n_max, sc["sh"].shape[1])))
         self.load(sc)
 
     def load(self, values):
@@ -352,6 +352,24 @@ def test_backward_matches_reference(setup, sh_degree, pixel_parallel):
         assert np.all(got["d_sh"][:, 3:] == 0.0)
     ndc = np.hypot(got["d_mean2d"][:, 0] * W / 2, got["d_mean2d"][:, 1] * H / 2)
     np.testing.assert_allclose(got["d_mean2d_norm_ndc"], ndc)  # the densification statistic
+
+
+def test_capacity_of_lower_degree(scene):
+    """A rasterizer built for SH degree 1 (an (N, 12) sh field): forward and backward as twin."""
+    from taichi_syncnerf.kernels import splat
+    from taichi_syncnerf.kernels.reference import splat as ref
+
+    sc = dict(scene, sh=scene["sh"][:, :12])
+    ras = splat.Rasterizer(N_MAX, W, H, sh_degree=1)
+    Scene(sc).forward(ras, sc)
+    fwd = ref_forward(sc, sh_degree=1)
+    np.testing.assert_allclose(images(ras)["colour"], fwd["colour"], rtol=1e-12, atol=1e-13)
+    grads = output_grads()
+    ras.backward(*grads)
+    want = ref.backward(fwd, *grads)
+    got = kernel_grads(ras, sc["n"])
+    for k, v in want.items():
+        np.testing.assert_allclose(got[k], v, rtol=1e-9, atol=1e-10 * np.abs(v).max(), err_msg=k)
 
 
 def test_backward_output_gradient_terms(setup):
