@@ -33,7 +33,8 @@ class RaySource:
         if data_dir is None:
             raise UserError("no dataset: give --data DIR or set data.path in the config")
         ds = load_dataset(Path(data_dir), downsample=int(d["downsample"]), max_frames=d["max_frames"],
-                          test_camera=d["test_camera"], background=d["background"], progress=progress)
+                          test_camera=d["test_camera"], background=d["background"], progress=progress,
+                          short_cameras=d.get("short_cameras", "drop"))
         ds.ensure_cache(progress=progress)
         return cls(ds)
 

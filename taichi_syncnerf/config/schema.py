@@ -89,6 +89,12 @@ class DataConfig:
     max_frames: Any = opt(None, "Use only the first N frames of every video (`null`: all frames common to every "
                                 "camera). Changes `F`, so it also changes the time units and `time_res: auto`.",
                           min=2, nullable=True)
+    short_cameras: str = opt("drop", "A camera whose video has fewer than half the median frame count of the "
+                                     "dataset's cameras would cut every camera to its length: `drop` leaves it out "
+                                     "(its pose with it) with a warning naming it, `refuse` stops with an error. "
+                                     "The test camera is never left out: a short test camera is an error. The "
+                                     "others use their common first frames; what is unused is reported.",
+                             "choice", choices=("drop", "refuse"))
     test_camera: Any = opt("cam00", "Held-out camera: a camera name (a video's file name without `.mp4`, or a "
                                     "`frames_1/` sub-folder; `inspect` lists them) or an integer index; `null` "
                                     "means the first camera. Its offset stays at 0 during training; `testoptim` "

@@ -15,7 +15,8 @@ import numpy as np
 from taichi_syncnerf.data import cache as cache_mod
 from taichi_syncnerf.data import llff, preprocess
 from taichi_syncnerf.data.cameras import Intrinsics, generate_rays, ndc_rays, orbit_path, pixel_grid
-from taichi_syncnerf.data.loaders import SceneSource, read_offsets_gt, read_offsets_init, scan_scene
+from taichi_syncnerf.data.loaders import (SceneSource, read_offsets_gt, read_offsets_init, resolve_camera,
+                                          scan_scene)
 from taichi_syncnerf.data.sampling import ImportanceSampler, uniform_pixels
 from taichi_syncnerf import timeline
 from taichi_syncnerf.errors import DataError, UserError
@@ -63,9 +64,10 @@ class Dataset:
         self.train_indices = np.array([i for i in range(len(self.camera_names)) if i != test_index],
                                       np.int64)
         self.background = np.asarray(background, np.float64)
-        self.offsets_gt_frames = read_offsets_gt(scene.root / "offsets_gt.json", len(self.camera_names))
-        self.offsets_init_frames = read_offsets_init(scene.root / "offsets_init.json",
-                                                     len(self.camera_names))
+        names = scene.all_names or self.camera_names
+        self.offsets_gt_frames = read_offsets_gt(scene.root / "offsets_gt.json", names, self.camera_names)
+        self.offsets_init_frames = read_offsets_init(scene.root / "offsets_init.json", names, self.camera_names,
+                                                     max_spread=max(c.n_frames for c in scene.cameras))
         png = scene.cameras[0].kind == "png"
         key = cache_mod.cache_key(downsample, frame_start, frame_start + n_frames, background, png)
         self.cache_path = Path(cache_dir) / f"frames_{key}.json"
@@ -216,23 +218,19 @@ class Dataset:
         }
 
 
-def _resolve_test_camera(names: list[str], test_camera, root: Path) -> int:
+def _resolve_test_camera(scene: SceneSource, test_camera, root: Path) -> int:
+    """Index among the cameras used of the test camera (a name, or an index among all cameras found)."""
     if test_camera is None:
         return 0
-    if isinstance(test_camera, (int, np.integer)) or str(test_camera).isdigit():
-        i = int(test_camera)
-        if 0 <= i < len(names):
-            return i
-    elif str(test_camera) in names:
-        return names.index(str(test_camera))
-    raise UserError(f"test camera {test_camera!r} is not in {root} "
-                    f"(cameras: {', '.join(names[:6])}{'...' if len(names) > 6 else ''})")
+    name = scene.all_names[resolve_camera(scene.all_names, test_camera, root)]
+    return scene.names.index(name)
 
 
 def load_dataset(root: str | Path, downsample: int = 1, frame_range=None, max_frames: int | None = None,
                  test_camera=None, background=None, source: str = "auto",
                  cache_dir: str | Path | None = None, build_cache: bool = True,
-                 progress: bool = False, near_scaling: float = llff.DEFAULT_NEAR_SCALING) -> Dataset:
+                 progress: bool = False, near_scaling: float = llff.DEFAULT_NEAR_SCALING,
+                 short_cameras: str = "drop") -> Dataset:
     """Load the dataset in ``root`` (layout auto-detected) and open or build its frame cache.
 
     Args:
@@ -248,9 +246,11 @@ def load_dataset(root: str | Path, downsample: int = 1, frame_range=None, max_fr
         build_cache: decode the frames now if the cache is missing or stale (else lazily).
         progress: show progress bars while decoding / preprocessing.
         near_scaling: LLFF near-bound scaling (n3dv).
+        short_cameras: "drop" (leave out, with a warning) or "refuse" a camera whose video is far
+            shorter than the others' (:func:`.loaders.choose_cameras`); the test camera is never left out.
     Warnings:
-        :class:`.loaders.DataWarning` for recoverable problems (different video lengths, image size
-        disagreeing with the stored intrinsics).
+        :class:`.loaders.DataWarning` for recoverable problems (different video lengths, a short camera
+        left out, image size disagreeing with the stored intrinsics).
     """
     if int(downsample) != downsample or downsample < 1:
         raise UserError(f"downsample must be a positive integer, got {downsample}")
@@ -258,7 +258,8 @@ def load_dataset(root: str | Path, downsample: int = 1, frame_range=None, max_fr
     root = Path(root)
     cdir = cache_mod.cache_dir_for(root, cache_dir)
     memo = cache_mod.ProbeMemo(cdir)
-    scene = scan_scene(root, source=source, probe=memo, near_scaling=near_scaling)
+    scene = scan_scene(root, source=source, probe=memo, near_scaling=near_scaling, short_cameras=short_cameras,
+                       test_camera=test_camera)
     memo.save()
     if scene.width // downsample < 1 or scene.height // downsample < 1:
         raise UserError(f"downsample {downsample} is too large for {scene.width}x{scene.height} frames")
@@ -279,7 +280,7 @@ def load_dataset(root: str | Path, downsample: int = 1, frame_range=None, max_fr
         bg = np.array(BACKGROUNDS[key])
     else:
         bg = np.asarray(background, np.float64).reshape(3)
-    test_index = _resolve_test_camera([c.name for c in scene.cameras], test_camera, root)
+    test_index = _resolve_test_camera(scene, test_camera, root)
     ds = Dataset(scene, downsample, start, stop - start, test_index, bg, cdir)
     if build_cache:
         ds.ensure_cache(progress=progress)

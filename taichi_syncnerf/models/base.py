@@ -20,7 +20,9 @@ What a model must provide:
   camera indices whose offsets apply), deterministic;
 * ``state_arrays() -> dict`` and ``load_state_arrays(arrays, where, optimizer=True)``: the
   checkpoint's arrays (``<component>/<name>``), including ``offsets/*`` and ``adam/*``;
-* ``current_lrs() -> dict``: ``{"lr", "lr_offsets"}`` for the log.
+* ``current_lrs() -> dict``: ``{"lr", "lr_offsets"}`` for the log;
+* ``min_frames(cfg) -> (n, why)`` (class method, default 2): the fewest frames per camera it can
+  train on; :func:`taichi_syncnerf.models.registry.build_model` refuses a shorter dataset.
 
 Optional: ``retrain_variation(batch, step, lr_scale)`` for families with a variation field
 (``supports_variation_retraining``).
@@ -67,6 +69,11 @@ class SyncModel(ABC):
     @abstractmethod
     def current_lrs(self) -> dict:
         """The current learning rates, ``{"lr": ..., "lr_offsets": ...}``."""
+
+    @classmethod
+    def min_frames(cls, cfg: dict) -> tuple[int, str]:
+        """The fewest frames per camera this family trains on with ``cfg``, and why (one phrase)."""
+        return 2, "a time offset needs at least 2 frames"
 
     def render(self, rays: dict) -> np.ndarray:
         """(N, 3) colours in [0, 1] of any number of rays, in chunks of ``max_rays``."""

@@ -68,6 +68,13 @@ def box_warning(model_bbox, ndc: bool, data_bbox) -> str | None:
 def build_model(cfg: dict, source):
     """The model of ``cfg["model"]["kind"]`` sized for the dataset ``source`` (a RaySource)."""
     cls = model_class(cfg["model"]["kind"])
+    need, why = cls.min_frames(cfg)
+    if source.n_frames < need:
+        from taichi_syncnerf.errors import DataError
+
+        root = getattr(getattr(source, "ds", None), "root", "the dataset")
+        raise DataError(f"{root}: {source.n_frames} frame{'s' if source.n_frames != 1 else ''} per camera "
+                        f"kept, {cfg['model']['kind']} needs at least {need} ({why})")
     message = box_warning(cfg["model"].get("bbox"), source.ndc, source.bbox)
     if message:
         from taichi_syncnerf.data.loaders import warn

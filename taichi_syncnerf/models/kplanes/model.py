@@ -99,6 +99,29 @@ class SyncKPlanes(SyncModel):
         self.lrs = dict(self.base_lr)
         self.optimizer = Adam(groups)
 
+    @classmethod
+    def min_frames(cls, cfg: dict) -> tuple[int, str]:
+        """Time smoothness (a second difference along time) needs time planes of 3 rows or more:
+        with ``time_res: auto`` (``ceil(F / 2)``) that is 5 frames; an explicit ``time_res`` below 3
+        with a smoothness weight is a config error."""
+        from taichi_syncnerf.errors import ConfigError
+
+        kp, reg = cfg["kplanes"], cfg["kplanes"]["regularizers"]
+        need, why = 2, "a time offset needs at least 2 frames"
+        levels = [("kplanes.time_res", kp["time_res"], reg["time_smoothness"], "kplanes.regularizers.time_smoothness")]
+        if kp["proposal"]["samples"]:
+            levels.append(("kplanes.proposal.time_res", kp["proposal"]["time_res"],
+                           reg["time_smoothness_proposal"], "kplanes.regularizers.time_smoothness_proposal"))
+        for key, res, weight, wkey in levels:
+            if not float(weight):
+                continue
+            if res == "auto":
+                if need < 5:
+                    need, why = 5, f"{wkey} needs {key} >= 3, and {key}: auto is half the frame count"
+            elif int(res) < 3:
+                raise ConfigError(f"{wkey} needs {key} >= 3, got {res} (or set {wkey}: 0)")
+        return need, why
+
     # ------------------------------------------------------------------ parameters
 
     def components(self) -> dict:
