@@ -99,6 +99,11 @@ def list_inputs(folder: str | Path) -> list[InputVideo]:
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: not a folder of videos")
+    for meta in ("poses_bounds.npy", "transforms.json"):
+        if (folder / meta).is_file():
+            frames = " with PNG frames" if (folder / "frames_1").is_dir() else ""
+            raise UserError(f"{folder}: already a dataset ({meta}{frames}); prepare takes a folder of videos: "
+                            f"train reads this one with --data, and `sync-estimate {folder}` estimates its offsets")
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     if not files:
         raise UserError(f"{folder}: empty folder (expected one video per camera)")
