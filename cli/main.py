@@ -11,6 +11,9 @@ from taichi_syncnerf import __version__
 def main():
     """Dynamic radiance fields from unsynchronised multi-view video (Sync-NeRF, in Taichi)."""
     _install_warning_format()
+    from taichi_syncnerf.io_utils import ignore_file_size_signal
+
+    ignore_file_size_signal()      # a write past `ulimit -f` fails with EFBIG: one line, not a kill
 
 
 def _install_warning_format():

@@ -389,8 +389,8 @@ def open_run(path, optimizer: bool = False, folder: RunFolder | None = None, dat
     eval, testoptim, render, the viewer and ``train --resume``."""
     run = folder or RunFolder.open(path)
     cfg = run.config()
+    ckpt, meta, arrays = run.load_newest_checkpoint()     # before the dataset: a run without one fails at once
     source, model = build(cfg, data_dir or run.data_dir())
-    ckpt, meta, arrays = run.load_newest_checkpoint()
     model.load_state_arrays(arrays, str(ckpt), optimizer=optimizer)
     return OpenedRun(run, cfg, source, model, ckpt, meta)
 

@@ -36,13 +36,19 @@ def train(cfg: dict | None, data_dir: str | Path | None, run: str | Path, resume
           progress: bool = True, stop_after: int | None = None) -> dict:
     """Train per ``cfg`` into the run folder ``run``; returns the final log record.
 
-    With ``resume`` the run's own config.yaml and newest readable checkpoint are used (``cfg`` is
-    ignored; ``data_dir``, when given, replaces the dataset folder recorded in run.json). ``stop_after`` ends the loop after that many steps of
-    this call (used by tests to emulate an interrupted run).
+    With ``resume`` the run's own config.yaml and newest readable checkpoint are used (a run stopped
+    before its first checkpoint starts again from step 0; ``cfg`` is ignored; ``data_dir``, when
+    given, replaces the dataset folder recorded in run.json). ``stop_after`` ends the loop after that
+    many steps of this call (used by tests to emulate an interrupted run).
     """
     if resume:
         folder = RunFolder.open(run)
         with folder.writing("train --resume"):
+            if not folder.checkpoints():       # stopped before its first checkpoint: start again, same config
+                cfg = folder.config()
+                source, model = build(cfg, data_dir or folder.data_dir(), progress=progress)
+                folder.log().truncate_after(0)
+                return _train(folder, cfg, source, model, None, progress, stop_after)
             opened = open_run(folder.path, optimizer=True, folder=folder, data_dir=data_dir)
             return _train(folder, opened.cfg, opened.source, opened.model, opened, progress, stop_after)
     RunFolder.require_new(run)                 # before the dataset is read: a mistake shows at once

@@ -32,7 +32,7 @@ import numpy as np
 from taichi_syncnerf.data.loaders import SceneSource
 from taichi_syncnerf.data import sources
 from taichi_syncnerf.data.sources import iter_frames
-from taichi_syncnerf.errors import DataError
+from taichi_syncnerf.errors import DataError, UserError
 from taichi_syncnerf.io_utils import atomic_path, write_json_atomic
 
 FORMAT_VERSION = 1
@@ -83,8 +83,8 @@ class ProbeMemo:
         if self.dirty:
             try:
                 write_json_atomic(self.path, self.table)
-            except OSError:
-                pass  # a read-only cache folder only costs a re-probe next time
+            except (OSError, UserError):
+                pass  # a read-only or full cache folder only costs a re-probe next time
             self.dirty = False
 
 
