@@ -51,8 +51,10 @@ class LLFFPoses:
 def read_poses_bounds(path: str | Path) -> np.ndarray:
     """Read and validate ``poses_bounds.npy``: returns (N, 17) float64 or raises DataError."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: file not found")
+    if not path.is_file():
+        raise DataError(f"{path}: not a file")
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as e:  # numpy raises ValueError/OSError/EOFError/UnpicklingError here

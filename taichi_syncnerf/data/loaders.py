@@ -197,10 +197,17 @@ def _read_transforms(path: Path) -> dict:
     if "camera_angle_x" not in meta and "fl_x" not in meta:
         raise DataError(f"{path}: missing 'camera_angle_x' (horizontal field of view in radians)")
     for key in ("camera_angle_x", "camera_angle_y", "fl_x", "fl_y", "cx", "cy", "near", "far",
-                "width", "height", "w", "h"):
+                "width", "height", "w", "h", "fps"):
         if key in meta and (not isinstance(meta[key], (int, float)) or not np.isfinite(meta[key])
                             or isinstance(meta[key], bool)):
             raise DataError(f"{path}: '{key}' must be a finite number, got {meta[key]!r}")
+    for key in ("camera_angle_x", "camera_angle_y"):
+        if key in meta and not 0 < meta[key] < np.pi:
+            raise DataError(f"{path}: '{key}' must be a field of view between 0 and pi radians, got {meta[key]!r}")
+    for key in ("fl_x", "fl_y", "width", "height", "w", "h", "fps"):
+        if key in meta and isinstance(meta[key], (int, float)) and not isinstance(meta[key], bool) \
+                and not meta[key] > 0:
+            raise DataError(f"{path}: '{key}' must be positive, got {meta[key]!r}")
     return meta
 
 

@@ -90,9 +90,20 @@ def _tail(text: str, n: int = 2) -> str:
     return " / ".join(lines[-n:]) if lines else "no message from ffmpeg"
 
 
+# ffmpeg's demuxers of still images: a picture renamed .mp4 "plays" as a one-frame video
+_IMAGE_FORMAT = re.compile(r"Input #0, (image2|\w+_pipe)\b")
+
+
 def _probe(path: Path) -> VideoInfo:
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: video file not found")
+    if not path.is_file():
+        raise DataError(f"{path}: not a file (a video file was expected)")
+    try:
+        if path.stat().st_size == 0:
+            raise DataError(f"{path}: empty file (0 bytes), not a video")
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path),
            "-map", "0:v:0", "-c", "copy", "-f", "null", "-"]
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -102,6 +113,9 @@ def _probe(path: Path) -> VideoInfo:
     stream = re.search(r"Stream #\S+.*?Video: .*", err)
     if stream is None:
         raise DataError(f"{path}: no video stream found")
+    image = _IMAGE_FORMAT.search(err)
+    if image:
+        raise DataError(f"{path}: a still image ({image.group(1).replace('_pipe', '')}), not a video")
     size = re.search(r", (\d+)x(\d+)\b", stream.group(0))
     rate = re.search(r"([\d.]+)(k?) fps", stream.group(0)) or re.search(
         r"([\d.]+)(k?) tbr", stream.group(0))
