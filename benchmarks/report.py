@@ -304,6 +304,16 @@ def field(recs: list) -> list:
                   "Taichi / PyTorch"], rows) + sources(recs) + [""]
 
 
+def splat(recs: list) -> list:
+    rows = [[r["recorded"]["machine"], f"{r['arch']}, {r['threads']}, {r['precision']}", f"{r['width']}x{r['height']}",
+             f"{r['gaussians']} ({r['layout']})", str(r["entries"]), fmt(r["mean_blended"], ".0f"),
+             fmt(r["forward_ms"], ".1f"), fmt(r["backward_ms"], ".1f")]
+            for r in latest(recs, lambda r: (r["recorded"]["machine"], r["arch"], r["threads"], r["width"], r["height"],
+                                             r["gaussians"], r["layout"], r["precision"])).values()]
+    return table(["machine", "arch, threads, precision", "image", "Gaussians (layout)", "tile entries",
+                  "blended per pixel", "forward (ms)", "backward (ms)"], rows) + sources(recs) + [""]
+
+
 def mlp_tiles(recs: list) -> list:
     rows = []
     for r in recs:
@@ -423,6 +433,10 @@ SECTIONS = (
      "`benchmarks/field.py`: the published hybrid field (23.6 M parameters), forward and backward with parameter "
      "and coordinate gradients on 262,144 points, medians of 5 steps; the PyTorch peer (`grid_sample`, torch MLPs) "
      "in the same process on the same points. `~`: the MLPs' parts were not recorded, total minus encoder and glue."),
+    ("splat", "The Gaussian rasterizer", splat,
+     "`benchmarks/splat.py`: one frame of kernels/splat.py forward and backward (median of the repeats), random "
+     "Gaussians filling a cube (a fog: many Gaussians per pixel) or an opaque spherical shell (closer to a trained "
+     "scene)."),
     ("mlp_tiles", "The MLP kernels and Taichi's multiply-add ceiling", mlp_tiles,
      "`benchmarks/mlp_tiles.py`: the field's two MLPs on 262,144 samples, f32; the ceiling is the most "
      "multiply-adds per second Taichi's CPU code reaches on registers alone (`--ceiling`)."),

@@ -54,6 +54,8 @@ def parse_args(argv=None):
     p.add_argument("--sh-degree", type=int, default=3, choices=[0, 1, 2, 3])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--layout", default="cube", choices=["cube", "shell"])
+    p.add_argument("--record", action="store_true",
+                   help="append the JSON line, with date, machine and command, to docs/results/splat.jsonl")
     args = p.parse_args(argv)
     try:
         args.width, args.height = (int(v) for v in args.size.lower().split("x"))
@@ -147,6 +149,9 @@ def main(argv=None) -> int:
     for k, v in stages.items():
         print(f"  {k:20s} {v:9.2f} ms")
     print(json.dumps(result))
+    if args.record:
+        from report import record
+        record(result)
     return 0
 
 
