@@ -17,9 +17,14 @@ Definitions (checked against K-Planes ``plenoxels/datasets/video_datasets.py``):
   Normalisation to probabilities happens at sampling time.
 - Std maps (MixVoxels): per pixel, std over frames (0..1 units) per channel, mean over RGB, then a
   31x31 Gaussian blur (OpenCV's default sigma for that size, 5.0). Full training resolution.
+- Mean colours (MixVoxels' static target): per pixel and channel, the temporal mean in [0, 1],
+  float32, summed exactly in integers one frame at a time (the same values as
+  ``frames.astype(float32).mean(0) / 255`` without its (F, H, W, 3) float32 copy).
 
 Results are cached beside the frame cache as ``<frame cache>.<kind>.npy`` (float16 for weights,
-float32 for std maps) with a JSON sidecar recording the frame cache's build id and the parameters.
+float32 for std maps and mean colours) with a JSON sidecar recording the frame cache's build id and
+the parameters. Every statistic reads one camera at a time, in frames or bands of rows, so its
+memory does not grow with the frame count.
 """
 from __future__ import annotations
 
@@ -138,6 +143,20 @@ def std_map(frames: np.ndarray, blur: int = STD_BLUR) -> np.ndarray:
     return cv2.GaussianBlur(std, (blur, blur), 0) if blur > 1 else std
 
 
+def mean_colour(frames: np.ndarray) -> np.ndarray:
+    """Temporal mean colour of one camera. frames: (F, H, W, 3) uint8 -> (H, W, 3) float32 in [0, 1].
+
+    Exact integer sums (uint32: at most 16843009 frames), then two float32 divisions: bit for bit
+    ``np.asarray(frames, np.float32).mean(axis=0) / 255.0`` (whose float32 partial sums of at most
+    65793 frames are exact integers too), one frame in memory at a time.
+    """
+    n = frames.shape[0]
+    acc = np.zeros(frames.shape[1:], np.uint32)
+    for i in range(n):
+        acc += np.asarray(frames[i])
+    return (acc.astype(np.float32) / np.float32(n)) / np.float32(255.0)
+
+
 def _row_chunk(shape, bytes_per_value: int) -> int:
     per_row = int(np.prod(shape)) // shape[1] * bytes_per_value
     return max(1, min(shape[1], _CHUNK_BYTES // max(per_row, 1)))
@@ -150,19 +169,20 @@ def load_or_compute(cache: FrameCache, kind: str, downsample: int = 1, cameras=N
     Args:
         cache: the frame cache (C, F, H, W, 3).
         kind: "isg" -> (C, F, Hc, Wc) float16, "ist" -> (C, F, Hc, Wc) float16, "std" -> (C, H, W)
-            float32, with ``Hc = H // coarse_factor(downsample)``.
+            float32, "mean" -> (C, H, W, 3) float32, with ``Hc = H // coarse_factor(downsample)``.
         downsample: the cache's downsampling factor (sets the coarse factor for isg/ist).
         params: overrides of gamma / alpha / frame_shift / zero_pad / blur.
     Returns:
         a read-only memmap.
     """
-    funcs = {"isg": isg_weights, "ist": ist_weights, "std": std_map}
+    funcs = {"isg": isg_weights, "ist": ist_weights, "std": std_map, "mean": mean_colour}
     if kind not in funcs:
         raise ValueError(f"kind must be one of {sorted(funcs)}, got {kind!r}")
     c, nf, h, w, _ = cache.shape
-    factor = 1 if kind == "std" else coarse_factor(downsample)
-    shape = (c, h, w) if kind == "std" else (c, nf, h // factor, w // factor)
-    dtype = np.float32 if kind == "std" else np.float16
+    full = kind in ("std", "mean")   # at training resolution, one map per camera
+    factor = 1 if full else coarse_factor(downsample)
+    shape = {"std": (c, h, w), "mean": (c, h, w, 3)}.get(kind, (c, nf, h // factor, w // factor))
+    dtype = np.float32 if full else np.float16
     path = Path(f"{cache.stem}.{kind}.npy")
     side = path.with_suffix(".json")
     want = {"build_id": cache.build_id, "kind": kind, "factor": factor, "shape": list(shape),
@@ -183,8 +203,8 @@ def load_or_compute(cache: FrameCache, kind: str, downsample: int = 1, cameras=N
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
         for k in range(c):
             frames = cache.frames[k]
-            if kind == "std":
-                out[k] = std_map(frames, **params)
+            if full:
+                out[k] = funcs[kind](frames, **params)
             else:
                 out[k] = funcs[kind](coarse_frames(frames, factor), **params)
             if bar is not None:

@@ -15,7 +15,12 @@ One training step on a batch of rays (see :mod:`.mixvoxels_data`):
    (no gradient);
 5. dynamic branch on the dynamic samples of the dynamic rays, encoded once and rendered for
    every frame by the head (per-frame queries, or the time function of ``t + offset`` of the
-   ray's camera); L2 over rays x frames x RGB;
+   ray's camera); L2 over rays x frames x RGB. The dynamic rays go through this in chunks of
+   consecutive rays whose samples fit :attr:`SyncMixVoxels.dynamic_chunk_bytes` of buffers
+   (per sample the head keeps 12 values per frame: the reference's rays x frames x samples
+   buffers are what makes it need 64 GB); each chunk's rays are rendered from a compact copy of
+   their samples, parameter gradients add up over the chunks, and a batch whose dynamic rays fit
+   one chunk is computed exactly as without chunks;
 6. hand-written backward passes; L1 on the offsets; one Adam step (offsets in their own group).
 
 Schedule: ``mixvoxels.stage1_steps`` steps with the per-frame head and no offsets, then the
@@ -45,6 +50,9 @@ from taichi_syncnerf.offsets import TimeOffsets
 class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState, SyncModel):
     kind = "sync-mixvoxels"
     supports_variation_retraining = True
+    # Buffers of one chunk of dynamic rays (the dynamic branch, its trunk MLPs and the all-frames
+    # head and renderer, whose size is samples x frames): on a CPU 512 MiB, on a GPU four times that.
+    dynamic_chunk_bytes = 512 << 20
 
     def __init__(self, cfg: dict, n_cameras: int, n_frames: int, test_index: int, ndc: bool, near: float,
                  far: float, bbox, background, max_rays: int):
@@ -64,7 +72,8 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState, SyncModel):
         self.res = grid_resolution(mx["voxels_init"], box)
         self.static = StaticBranch(mx, self.res, S, seed + 100)
         self.variation = VariationField(mx, self.res, S, seed + 200)
-        self.dynamic = DynamicBranch(mx, self.res, S, seed + 300)
+        self.Sd = Sd = self.dynamic_capacity(mx, self.n_frames, S, self.n_samples)
+        self.dynamic = DynamicBranch(mx, self.res, Sd, seed + 300)
         D = self.dynamic.D
         self.per_frame = PerFrameHead(n_frames, D, seed + 400)
         self.time_fn = TimeFunction(n_cameras, n_frames, D, mx["time_freqs"], mx["time_hidden"], 64,
@@ -76,10 +85,17 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState, SyncModel):
         self.smp = self.coarse
         self.renderer = VolumeRenderer(R, S, colour=True)
         act = (str(mx["dynamic_density_activation"]), float(mx["dynamic_density_sharpness"]))
-        self.frame_head = allframes.FrameHead(S, n_frames, D, float(mx["density_scale"]), *act)
-        self.all_renderer = allframes.AllFramesRenderer(R, n_frames, S)
-        self.eval_head = allframes.FrameHead(S, 1, D, float(mx["density_scale"]), *act)
-        self.eval_renderer = allframes.AllFramesRenderer(R, 1, S)
+        self.frame_head = allframes.FrameHead(Sd, n_frames, D, float(mx["density_scale"]), *act)
+        self.all_renderer = allframes.AllFramesRenderer(R, n_frames, Sd)
+        self.eval_head = allframes.FrameHead(Sd, 1, D, float(mx["density_scale"]), *act)
+        self.eval_renderer = allframes.AllFramesRenderer(R, 1, Sd)
+        # one chunk of dynamic rays with all their samples (a compact copy of the packed set)
+        self.chunk = RaySampler(R, Sd)
+        self.chunk_src = ti.field(ti.i32, shape=Sd)  # the packed sample of each chunk sample
+        self.chunk_sigma = ti.field(float, shape=Sd)  # static density and colour of the chunk samples
+        self.chunk_rgb = ti.field(float, shape=(Sd, 3))
+        self.chunk_rays = ti.field(ti.i32, shape=R)
+        self.chunk_rays.from_numpy(np.arange(R, dtype=np.int32))
         self.eval_zs = ti.field(float, shape=R * (D + 1), needs_grad=True)
         self.eval_zc = ti.field(float, shape=R * 3 * (D + 1), needs_grad=True)
         self.rays_o = ti.field(float, shape=(R, 3))
@@ -95,10 +111,9 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState, SyncModel):
         self.argmax = ti.field(ti.i32, shape=R)
         self.ray_dyn = ti.field(ti.i32, shape=R)
         self.sample_dyn = ti.field(ti.i32, shape=S)
-        self.dyn_rays = ti.field(ti.i32, shape=R)
-        self.dyn_index = ti.field(ti.i32, shape=S)
-        self.dyn_src = ti.field(ti.i32, shape=S)
-        self.slot = ti.field(ti.i32, shape=S)
+        self.dyn_index = ti.field(ti.i32, shape=Sd)  # per chunk sample: its row in the dynamic branch, or -1
+        self.dyn_src = ti.field(ti.i32, shape=Sd)  # per dynamic sample of the chunk: its packed sample
+        self.slot = ti.field(ti.i32, shape=Sd)
         self.slot_start = ti.field(ti.i32, shape=self.n_cameras + 1)
         self.occ = None  # alpha mask: int field over a grid of self.occ_res cells, or None
         self.occ_res = None
@@ -106,6 +121,20 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState, SyncModel):
         self._times = np.zeros(0)
         self.lr = float(cfg["train"]["lr"])
         self._build_optimizer()
+
+    @classmethod
+    def dynamic_capacity(cls, mx: dict, n_frames: int, max_samples: int, n_samples: int) -> int:
+        """Samples of one chunk of dynamic rays: as many as :attr:`dynamic_chunk_bytes` of the
+        buffers sized by it hold (at least one ray's ``n_samples``, at most ``max_samples``)."""
+        F, D, h = int(n_frames), int(mx["width"]), int(mx["trunk_hidden"])
+        md, ma = sum(mx["comps_density"]), sum(mx["comps_app"])
+        per_sample = (13 * F + 12                       # head: sigma, rgb, gradients; renderer: transmittance
+                      + 10 + 2 * md + 4 * ma + 4 * D    # dynamic branch features, inputs, outputs, gradients
+                      + (md + 2 + 2 * h + D) + (ma + 5 + 2 * h + D)  # its two trunk MLPs' buffers
+                      + 16)                              # the chunk's sample set and indices
+        budget = cls.dynamic_chunk_bytes * (4 if runtime.info().arch == "cuda" else 1)
+        fit = budget // (per_sample * np.dtype(runtime.np_float()).itemsize)
+        return int(min(max_samples, max(n_samples, fit)))
 
     # ------------------------------------------------------------------ parameters
     def param_groups(self) -> list[tuple[str, object, float]]:
@@ -202,7 +231,8 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState, SyncModel):
                            *lo, *hi)
 
     def _route(self, n: int, slots: np.ndarray | None) -> tuple[int, int]:
-        """Variation field and routing on the current samples; fills the dynamic lists.
+        """Variation field and routing on the current samples; makes the dynamic lists (numpy:
+        :meth:`_chunks` and :meth:`_load_chunk` upload them a chunk at a time).
 
         ``slots``: per-ray slot of the head table (None: slot 0). Returns (dynamic rays, dynamic
         samples)."""
@@ -220,23 +250,69 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState, SyncModel):
         S = smp.n_samples
         dyn = self.sample_dyn.to_numpy()[:S].astype(bool)
         src = np.flatnonzero(dyn).astype(np.int32)
-        index = np.full(self.S, -1, np.int32)
+        index = np.full(S, -1, np.int32)
         index[src] = np.arange(len(src), dtype=np.int32)
-        self.dyn_index.from_numpy(index)
         rays = np.flatnonzero(dyn_ray).astype(np.int32)
         self._n_dyn_rays, self._n_dyn = len(rays), len(src)
         self._dyn_rays_np = rays
-        _load_int(self.dyn_rays, rays)
-        _load_int(self.dyn_src, src)
+        self._dyn_src_np, self._dyn_index_np = src, index
         ray_of = smp.ray_id.to_numpy()[src]
-        slot = np.zeros(len(src), np.int32) if slots is None else np.asarray(slots, np.int32)[ray_of]
-        _load_int(self.slot, slot)
-        K = self.n_cameras
-        _load_int(self.slot_start, np.searchsorted(slot, np.arange(K + 1)).astype(np.int32))
-        if len(src):
-            mixglue.gather_rows(self.pts, self.dyn_src, self.dynamic.pts, len(src), 3)
-            mixglue.gather_scalar(smp.ray_id, self.dyn_src, self.dynamic.ray_of, len(src))
+        self._dyn_slot_np = np.zeros(len(src), np.int32) if slots is None else np.asarray(slots, np.int32)[ray_of]
+        self._ray_start_np = smp.ray_start.to_numpy()[:n]
+        self._ray_count_np = smp.ray_count.to_numpy()[:n]
+        # dynamic samples of each dynamic ray (they lie on dynamic rays only, in ray order)
+        self._dyn_per_ray = np.bincount(np.searchsorted(rays, ray_of), minlength=len(rays)) if len(rays) else \
+            np.zeros(0, np.int64)
         return len(rays), len(src)
+
+    def _chunks(self) -> list[tuple[int, int, int, int]]:
+        """The dynamic rays of the last :meth:`_route` in chunks of consecutive rays whose samples
+        fit ``self.Sd``: ``(a, b, da, db)``, rays ``a:b`` of the dynamic ray list and their dynamic
+        samples ``da:db`` of the dynamic sample list."""
+        counts = self._ray_count_np[self._dyn_rays_np].astype(np.int64)
+        out, a, da, used = [], 0, 0, 0
+        for j, c in enumerate(counts):
+            if j > a and used + c > self.Sd:
+                db = da + int(self._dyn_per_ray[a:j].sum())
+                out.append((a, j, da, db))
+                a, da, used = j, db, 0
+            used += int(c)
+        if len(counts):
+            out.append((a, len(counts), da, da + int(self._dyn_per_ray[a:].sum())))
+        return out
+
+    def _load_chunk(self, a: int, b: int, da: int, db: int) -> None:
+        """Upload chunk ``(a, b, da, db)`` of :meth:`_chunks`: the compact sample set of its rays
+        (``self.chunk``, rays ``0 .. b - a - 1``: interval ends, static density and colour copied
+        from the packed samples), the row of each of its samples in the dynamic branch
+        (``dyn_index``, -1 for static samples), its dynamic samples' points and rays in the
+        dynamic branch, their head slots and the slots' sample ranges."""
+        smp, ch = self.smp, self.chunk
+        rays = self._dyn_rays_np[a:b]
+        starts, counts = self._ray_start_np[rays], self._ray_count_np[rays].astype(np.int64)
+        local_start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        L = int(counts.sum())
+        src = (np.repeat(starts - local_start, counts) + np.arange(L)).astype(np.int32)
+        _load_int(self.chunk_src, src)
+        _load_int(ch.ray_start, local_start.astype(np.int32))
+        _load_int(ch.ray_count, counts.astype(np.int32))
+        _load_int(ch.ray_id, np.repeat(np.arange(b - a, dtype=np.int32), counts))
+        ch.n_rays, ch.n_samples, ch.n_dropped = b - a, L, 0
+        if L:
+            mixglue.gather_scalar(smp.t0, self.chunk_src, ch.t0, L)
+            mixglue.gather_scalar(smp.t1, self.chunk_src, ch.t1, L)
+            mixglue.gather_scalar(self.static.sigma, self.chunk_src, self.chunk_sigma, L)
+            mixglue.gather_rows(self.static.rgb, self.chunk_src, self.chunk_rgb, L, 3)
+        index = self._dyn_index_np[src]
+        _load_int(self.dyn_index, np.where(index >= 0, index - da, -1).astype(np.int32))
+        dsrc = self._dyn_src_np[da:db]
+        _load_int(self.dyn_src, dsrc)
+        slot = self._dyn_slot_np[da:db]
+        _load_int(self.slot, slot)
+        _load_int(self.slot_start, np.searchsorted(slot, np.arange(self.n_cameras + 1)).astype(np.int32))
+        if db > da:
+            mixglue.gather_rows(self.pts, self.dyn_src, self.dynamic.pts, db - da, 3)
+            mixglue.gather_scalar(smp.ray_id, self.dyn_src, self.dynamic.ray_of, db - da)
 
     # ------------------------------------------------------------------ rendering
     def render_rays_chunk(self, rays: dict) -> np.ndarray:
@@ -260,7 +336,7 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState, SyncModel):
         keys = np.stack([cams if use_time else np.zeros(n), key_t], 1)
         uniq, slots = np.unique(keys, axis=0, return_inverse=True)
         slots = slots.ravel().astype(np.int32)
-        nd_rays, nd = self._route(n, slots=None)
+        nd_rays, nd = self._route(n, slots=slots)
         if nd_rays == 0:
             return out
         if use_time:
@@ -269,14 +345,14 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState, SyncModel):
             zs, zc = self.per_frame.rows_at(timeline.time_frame(uniq[:, 1], self.n_frames))
         _load_float(self.eval_zs, zs.ravel())
         _load_float(self.eval_zc, zc.ravel())
-        ray_of = smp.ray_id.to_numpy()[self.dyn_src.to_numpy()[:nd]]
-        _load_int(self.slot, slots[ray_of])
         d = self.dynamic
-        d.forward(self.rays_d, nd)
-        self.eval_head.forward(d.hs, d.hc, self.eval_zs, self.eval_zc, self.slot, nd)
-        self.eval_renderer.forward(smp, self.dyn_rays, nd_rays, self.dyn_index, self.eval_head.sigma,
-                                   self.eval_head.rgb, self.static.sigma, self.static.rgb, self.background)
-        out[self._dyn_rays_np] = self.eval_renderer.colour.to_numpy()[:nd_rays, 0]
+        for a, b, da, db in self._chunks():
+            self._load_chunk(a, b, da, db)
+            d.forward(self.rays_d, db - da)
+            self.eval_head.forward(d.hs, d.hc, self.eval_zs, self.eval_zc, self.slot, db - da)
+            self.eval_renderer.forward(self.chunk, self.chunk_rays, b - a, self.dyn_index, self.eval_head.sigma,
+                                       self.eval_head.rgb, self.chunk_sigma, self.chunk_rgb, self.background)
+            out[self._dyn_rays_np[a:b]] = self.eval_renderer.colour.to_numpy()[:b - a, 0]
         return out
 
 

@@ -104,21 +104,31 @@ class MixVoxelsTraining:
         return stats
 
     def _dynamic_pass(self, batch, head, n_rays_dyn: int, nd: int, backward_branch: bool) -> float:
-        tgt = np.zeros(self.target_all.shape, runtime.np_float())
-        tgt[:n_rays_dyn] = batch["all_frames"](self._dyn_rays_np)
-        self.target_all.from_numpy(tgt)
+        """The dynamic rays' L2 over every frame, a chunk of rays at a time (:meth:`_chunks`):
+        each chunk's gradients reach the branch and the head's tables (which add up), the head's
+        backward runs once at the end. Returns the mean over all dynamic rays x frames x RGB."""
         head.compute(self.offsets)
-        d, fh, ren, smp = self.dynamic, self.frame_head, self.all_renderer, self.smp
-        d.forward(self.rays_d, nd)
-        fh.forward(d.hs, d.hc, head.zs, head.zc, self.slot, nd)
-        args = (smp, self.dyn_rays, n_rays_dyn, self.dyn_index, fh.sigma, fh.rgb, self.static.sigma, self.static.rgb)
-        ren.forward(*args, background=self.background)
-        mse = allframes.mse(ren.colour, self.target_all, n_rays_dyn)
-        ren.backward(*args)
-        fh.backward(d.hs, d.hc, head.zs, head.zc, self.slot, self.slot_start, head.n_slots, nd)
+        d, fh, ren = self.dynamic, self.frame_head, self.all_renderer
+        fdt = runtime.np_float()
+        mse = 0.0
+        for a, b, da, db in self._chunks():
+            nr, nc = b - a, db - da
+            self._load_chunk(a, b, da, db)
+            tgt = np.zeros(self.target_all.shape, fdt)
+            tgt[:nr] = batch["all_frames"](self._dyn_rays_np[a:b])
+            self.target_all.from_numpy(tgt)
+            d.forward(self.rays_d, nc)
+            fh.forward(d.hs, d.hc, head.zs, head.zc, self.slot, nc)
+            args = (self.chunk, self.chunk_rays, nr, self.dyn_index, fh.sigma, fh.rgb, self.chunk_sigma,
+                    self.chunk_rgb)
+            ren.forward(*args, background=self.background)
+            share = nr / n_rays_dyn  # this chunk's share of the mean (1.0 for one chunk)
+            mse += share * allframes.mse(ren.colour, self.target_all, nr, weight=share)
+            ren.backward(*args)
+            fh.backward(d.hs, d.hc, head.zs, head.zc, self.slot, self.slot_start, head.n_slots, nc)
+            if backward_branch:
+                d.backward(nc)
         head.backward(self.offsets)
-        if backward_branch:
-            d.backward(nd)
         return mse
 
     def _optimizer_step(self, step: int, lr_scale: float, offsets_frozen: bool, offsets_only: bool,
