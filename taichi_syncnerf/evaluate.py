@@ -14,8 +14,15 @@ def render_colours(model, rays: dict) -> np.ndarray:
 
 
 def render_image(model, rays: dict, height: int, width: int) -> np.ndarray:
-    """Render one (H, W, 3) image from per-pixel rays (row-major)."""
+    """Render one (H, W, 3) image from per-pixel rays (row-major); ray families only (every family
+    renders a :class:`~taichi_syncnerf.models.base.View` with :func:`render_view`)."""
     return render_colours(model, rays).reshape(height, width, 3)
+
+
+def render_view(model, view) -> np.ndarray:
+    """(H, W, 3) colours in [0, 1] of a :class:`~taichi_syncnerf.models.base.View`: the one way
+    evaluation, ``render`` and the viewer ask a model of any family for an image."""
+    return model.render_view(view)
 
 
 def validation_pixels(height: int, width: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
@@ -41,8 +48,9 @@ def validate(model, source, n_frames: int, stride: int) -> dict:
     for key, cam in (("val_train_psnr", int(source.train_indices[0])), ("val_test_psnr", source.test_index)):
         err = 0.0
         for f in frames:
-            rays = source.pixel_rays(cam, f, x, y)
-            err += float(np.mean((render_colours(model, rays) - rays["rgb"]) ** 2))
+            pred = model.render_pixels(source.view(cam, f), x, y)
+            gt = source.ds.gather_rgb(np.full(len(x), cam), np.full(len(x), f), x, y, dtype=np.float64)
+            err += float(np.mean((pred - gt) ** 2))
         out[key] = float(-10.0 * np.log10(max(err / len(frames), 1e-12)))
     return out
 
@@ -69,7 +77,7 @@ def evaluate_camera(model, source, cam: int, frames, lpips: bool = True, progres
 
     acc = ImageMetrics(lpips_net="alex" if lpips else None)
     for f in tqdm(frames, disable=not progress, desc=f"eval {source.camera_names[cam]}", leave=False):
-        pred = render_image(model, source.image_rays(cam, f), source.height, source.width)
+        pred = render_view(model, source.view(cam, f))
         acc.add(pred, source.image(cam, f))
     return {**acc.result(), "median_image_psnr": median_floor_psnr(source, cam, frames)}
 

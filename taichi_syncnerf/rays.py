@@ -47,6 +47,53 @@ class RaySource:
         return {"origins": o, "dirs": d, "view_dirs": d, "times": np.asarray(b.t, np.float64),
                 "cams": np.asarray(b.cam, np.int32), "rgb": b.rgb, "frames": b.frame}
 
+    def view(self, cam: int, frame: float, c2w=None):
+        """The :class:`~taichi_syncnerf.models.base.View` of camera ``cam`` at (cache-local, possibly
+        fractional) ``frame``, from its own pose or from ``c2w`` (3, 4) with its intrinsics; its rays
+        are :meth:`image_rays` / :meth:`pixel_rays`' (the dataset's, NDC when the scene is)."""
+        from taichi_syncnerf.models.base import View
+
+        pose = self.ds.c2w[cam] if c2w is None else np.asarray(c2w, np.float64)[:3, :4]
+
+        def make_rays(x=None, y=None):
+            if x is None:
+                rays = self.image_rays(cam, frame, c2w)
+            elif c2w is None:
+                rays = self._rays_of(cam, frame, *self.ds.rays(cam, x, y))
+            else:
+                keep = np.asarray(y, np.int64) * self.width + np.asarray(x, np.int64)
+                rays = {k: v[keep] for k, v in self.image_rays(cam, frame, c2w).items()}
+            return rays, np.ones(len(rays["times"]), bool)
+
+        return View(self.ds.intrinsics[cam], np.array(pose), float(self.ds.time_of_frame(frame)), int(cam),
+                    make_rays)
+
+    def pose_view(self, c2w, intrinsics, scene_frame: float, ref_cam: int, offsets_frames):
+        """The :class:`~taichi_syncnerf.models.base.View` of a free camera (``c2w`` (3, 4) in the
+        dataset's world, ``intrinsics`` of any size) at scene time ``scene_frame`` (frames of the
+        scene clock), carried on camera ``ref_cam``'s clock (its frame ``scene_frame -
+        offsets_frames[ref_cam]``); its rays are :func:`taichi_syncnerf.viewer.camera.view_rays`'."""
+        from taichi_syncnerf.models.base import View
+
+        c2w = np.asarray(c2w, np.float64)[:3, :4]
+        frame = float(scene_frame) - float(offsets_frames[ref_cam])
+
+        def make_rays(x=None, y=None):
+            from taichi_syncnerf.viewer.camera import view_rays
+
+            rays, valid = view_rays(self, c2w, intrinsics, scene_frame, ref_cam, offsets_frames)
+            if x is not None:
+                keep = np.asarray(y, np.int64) * int(intrinsics.width) + np.asarray(x, np.int64)
+                rays, valid = {k: v[keep] for k, v in rays.items()}, valid[keep]
+            return rays, valid
+
+        return View(intrinsics, c2w.copy(), float(self.ds.time_of_frame(frame)), int(ref_cam), make_rays)
+
+    def _rays_of(self, cam: int, frame, o, d) -> dict:
+        n = len(o)
+        return {"origins": o, "dirs": d, "view_dirs": d, "times": np.full(n, float(self.ds.time_of_frame(frame))),
+                "cams": np.full(n, cam, np.int32)}
+
     def image_rays(self, cam: int, frame: int, c2w=None) -> dict:
         """Every pixel of one frame of camera ``cam`` (row-major), optionally from another pose."""
         if c2w is None:

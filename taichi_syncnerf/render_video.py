@@ -24,7 +24,7 @@ def render_video(run, split: str = "test", path_kind: str = "dataset", time_mode
     from tqdm import tqdm
 
     from taichi_syncnerf.data.video import write_video
-    from taichi_syncnerf.evaluate import render_image
+    from taichi_syncnerf.evaluate import render_view
     from taichi_syncnerf.run_folder import open_run
 
     run = Path(run)
@@ -51,8 +51,7 @@ def render_video(run, split: str = "test", path_kind: str = "dataset", time_mode
         Path(png_dir).mkdir(parents=True, exist_ok=True)
     frames = []
     for i, f in enumerate(tqdm(times, disable=not progress, desc="render", dynamic_ncols=True)):
-        rays = source.image_rays(cam, float(f), None if poses is None else poses[i])
-        pred = render_image(model, rays, source.height, source.width)
+        pred = render_view(model, source.view(cam, float(f), None if poses is None else poses[i]))
         if path_kind == "dataset":
             gt = source.image(cam, int(round(f)))
             img = np.concatenate([pred, gt, error_image(pred, gt)], axis=1)
@@ -68,23 +67,23 @@ def render_video(run, split: str = "test", path_kind: str = "dataset", time_mode
     return out
 
 
-def render_camera_path(run, path_file, out=None, png_dir=None, progress: bool = True) -> Path:
+def render_camera_path(run, path_file, out=None, png_dir=None, progress: bool = True, opened=None) -> Path:
     """Render ``camera_path.json`` (nerfstudio's layout, see :mod:`taichi_syncnerf.camera_path`):
     one frame per entry at its ``render_width`` x ``render_height``, at the entry's scene time, into
     ``out`` (.mp4 at the path's fps; default ``RUN/renders/<file name>.mp4``) and/or PNGs in
-    ``png_dir``. Pixels of a forward-facing (NDC) scene whose rays look away from it are black."""
+    ``png_dir``. Pixels of a forward-facing (NDC) scene whose rays look away from it are black.
+    ``opened``: the run already opened (:func:`taichi_syncnerf.run_folder.open_run`), else it is opened here."""
     from tqdm import tqdm
 
     from taichi_syncnerf.camera_path import entry_intrinsics, read_path, to_model, world_from_source
     from taichi_syncnerf.data.video import VideoWriter
-    from taichi_syncnerf.evaluate import render_image
+    from taichi_syncnerf.evaluate import render_view
     from taichi_syncnerf.run_folder import open_run
-    from taichi_syncnerf.viewer.camera import view_rays
 
     path_file = Path(path_file)
     cam_path = read_path(path_file)
     run = Path(run)
-    opened = open_run(run)
+    opened = open_run(run) if opened is None else opened
     source, model = opened.source, opened.model
     W = world_from_source(source)
     offsets = np.asarray(model.offsets.frames(), np.float64)
@@ -97,8 +96,8 @@ def render_camera_path(run, path_file, out=None, png_dir=None, progress: bool = 
     try:
         for i in tqdm(range(len(cam_path)), disable=not progress, desc="render", dynamic_ncols=True):
             intr = entry_intrinsics(cam_path.fov[i], w, h)
-            rays, valid = view_rays(source, to_model(cam_path.c2w[i], W), intr, float(cam_path.time[i]), ref, offsets)
-            u8 = _to_u8(render_image(model, rays, h, w) * valid.reshape(h, w, 1))
+            view = source.pose_view(to_model(cam_path.c2w[i], W), intr, float(cam_path.time[i]), ref, offsets)
+            u8 = _to_u8(render_view(model, view))
             if writer is not None:
                 writer.write(u8)
             if png_dir:

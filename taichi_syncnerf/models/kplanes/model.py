@@ -207,6 +207,10 @@ class SyncKPlanes(SyncModel):
         n = self.load_rays(rays["origins"], rays["dirs"], rays["view_dirs"], rays["times"], rays["cams"])
         return self.render_rays(n)
 
+    def ray_layers(self, n: int) -> dict:
+        """Depth (weighted distance along the ray) and opacity of the last rendered chunk's rays."""
+        return {"depth": self.renderer.depth.to_numpy()[:n], "opacity": self.renderer.opacity.to_numpy()[:n]}
+
     def render_rays(self, n_rays: int) -> np.ndarray:
         """Colour (n_rays, 3) of the rays loaded with :meth:`load_rays` (deterministic sampling)."""
         self._sample(n_rays, jitter=False, seed=0)
