@@ -27,8 +27,9 @@ from taichi_syncnerf.errors import UserError
                    "training leaves; at 19 the threads are also SCHED_IDLE [default: 19 with --live, else 0].")
 @click.option("--wait-timeout", type=float, default=None,
               help="With --live: give up when no checkpoint appears within this many seconds.")
-@click.option("--benchmark", "bench_heights", default=None, metavar="H1,H2,...",
-              help="Print frame times at these full heights (e.g. 96,384) from the test camera, then exit.")
+@click.option("--benchmark", "bench_heights", default=None, metavar="SIZE1,SIZE2,...",
+              help="Print frame times at these sizes, then exit: a height (e.g. 96,384; the dataset's aspect) or a "
+                   "browser canvas WxH (956x800: a 1280x800 window less the panel).")
 @runtime_options
 @user_errors
 def view(run, port, host, live, max_load, niceness, wait_timeout, bench_heights, arch, threads, precision):
@@ -71,14 +72,20 @@ def view(run, port, host, live, max_load, niceness, wait_timeout, bench_heights,
         viewer.stop()
 
 
-def _heights(text: str) -> list[int]:
+def _heights(text: str) -> list:
+    """Sizes of --benchmark: heights (int) or canvases (width, height)."""
+    sizes = []
     try:
-        heights = [int(h) for h in text.split(",") if h.strip()]
+        for part in (p.strip() for p in text.split(",")):
+            if part:
+                sizes.append(tuple(int(v) for v in part.lower().split("x")) if "x" in part.lower() else int(part))
     except ValueError:
-        raise UserError(f"--benchmark takes heights in pixels separated by commas, got {text!r}") from None
-    if not heights or min(heights) < 8:
-        raise UserError(f"--benchmark: heights must be at least 8 pixels, got {text!r}")
-    return heights
+        raise UserError(f"--benchmark takes heights or WxH sizes in pixels separated by commas, "
+                        f"got {text!r}") from None
+    if not sizes or any(len(s) != 2 if isinstance(s, tuple) else False for s in sizes) or \
+            min(min(s) if isinstance(s, tuple) else s for s in sizes) < 8:
+        raise UserError(f"--benchmark: sizes must be at least 8 pixels (H or WxH), got {text!r}")
+    return sizes
 
 
 class LiveViewer:

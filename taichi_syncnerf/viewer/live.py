@@ -99,7 +99,24 @@ class RunModel:
             self.version += 1
         return True
 
+    # ----- the run's log
+    def log_records(self) -> list[dict]:
+        """The rows of ``log.jsonl`` (empty when it is missing or unreadable)."""
+        try:
+            return self.opened.folder.log().read()
+        except (OSError, ValueError, UserError):
+            return []
+
     # ----- rendering
+    @property
+    def depth_note(self) -> str | None:
+        """None when the model gives depth and opacity with its colours; else why it does not."""
+        r = getattr(self.model, "renderer", None)
+        if self.model.kind == "sync-kplanes" and hasattr(r, "depth") and hasattr(r, "opacity"):
+            return None
+        return (f"{self.model.kind} gives no depth or opacity: its dynamic rays are composited by a "
+                "renderer that keeps neither")
+
     def render(self, c2w, intr, scene_frame: float, ref_cam: int | None = None, cancel=None):
         """(H, W, 3) float image of the view ``(c2w, intr)`` at scene time ``scene_frame`` (frames).
 
@@ -107,21 +124,63 @@ class RunModel:
         same image). ``cancel``, a function, is asked between batches of rays; when it answers True the
         image is abandoned and None returned (the view moved on).
         """
-        from taichi_syncnerf.evaluate import render_image
+        out = self.render_layers(c2w, intr, scene_frame, ref_cam, cancel)
+        return None if out is None else out["rgb"]
+
+    def render_layers(self, c2w, intr, scene_frame: float, ref_cam: int | None = None, cancel=None,
+                      layers: bool = False) -> dict | None:
+        """``{"rgb": (H, W, 3)}`` as :meth:`render`, with ``"depth"`` and ``"opacity"`` (H, W) when
+        ``layers`` and the model gives them (:attr:`depth_note` is None); None when cancelled."""
+        return self.render_progressive(c2w, intr, scene_frame, ref_cam, cancel, layers, strides=(1,))
+
+    def render_progressive(self, c2w, intr, scene_frame: float, ref_cam: int | None = None, cancel=None,
+                           layers: bool = False, strides=(1,), on_pass=None) -> dict | None:
+        """The image of :meth:`render_layers`, rendered in passes: first every ``strides[0]``-th pixel
+        of every ``strides[0]``-th row, then the pixels the next stride adds, ..., the last stride 1.
+        After each pass ``on_pass(stride, images)`` gets the image so far, each pixel not rendered yet
+        filled with the rendered one above and left of it (a picture ``stride`` times coarser). No
+        ray is rendered twice: the passes together cost one image, and each pixel is the one a single
+        pass gives. None when ``cancel`` (asked between batches of rays) answers True."""
+        from taichi_syncnerf.models.base import RAY_KEYS
 
         ref = self.source.test_index if ref_cam is None else int(ref_cam)
         h, w = intr.height, intr.width
+        layers = layers and self.depth_note is None
+        n = h * w
+        img = np.zeros((n, 3))
+        depth = np.zeros(n) if layers else None
+        opacity = np.zeros(n) if layers else None
+        done = np.zeros((h, w), bool)
+        ys, xs = np.arange(h)[:, None], np.arange(w)[None, :]
         with self.lock:
             rays, valid = view_rays(self.source, c2w, intr, scene_frame, ref, self.offsets_frames())
-            n = h * w
-            if cancel is None:
-                img = render_image(self.model, rays, h, w).reshape(n, 3)
-            else:
-                img = np.empty((n, 3))
-                step = self.model.max_rays
-                for a in range(0, n, step):
-                    if cancel():
-                        return None
-                    b = min(n, a + step)
-                    img[a:b] = render_image(self.model, {k: v[a:b] for k, v in rays.items()}, 1, b - a)[0]
-        return (img * valid[:, None]).reshape(h, w, 3)
+        step = self.model.max_rays
+        for stride in strides:
+            grid = (ys % stride == 0) & (xs % stride == 0)
+            idx = np.flatnonzero(grid & ~done)
+            done |= grid
+            for a in range(0, len(idx), step):
+                if cancel is not None and cancel():
+                    return None
+                sel = idx[a:a + step]
+                with self.lock:
+                    img[sel] = self.model.render_rays_chunk({k: rays[k][sel] for k in RAY_KEYS})
+                    if layers:
+                        depth[sel] = self.model.renderer.depth.to_numpy()[:len(sel)]
+                        opacity[sel] = self.model.renderer.opacity.to_numpy()[:len(sel)]
+            if on_pass is not None and stride > 1:
+                fill = (np.arange(h)[:, None] // stride * stride) * w + np.arange(w)[None, :] // stride * stride
+                on_pass(stride, self._images(img, depth, opacity, valid, h, w, fill.ravel()))
+        return self._images(img, depth, opacity, valid, h, w)
+
+    @staticmethod
+    def _images(img, depth, opacity, valid, h, w, take=None) -> dict:
+        if take is not None:
+            img, valid = img[take], valid[take]
+            depth = None if depth is None else depth[take]
+            opacity = None if opacity is None else opacity[take]
+        out = {"rgb": (np.clip(img, 0.0, 1.0) * valid[:, None]).reshape(h, w, 3)}
+        if depth is not None:
+            out["depth"] = (depth * valid).reshape(h, w)
+            out["opacity"] = (opacity * valid).reshape(h, w)
+        return out

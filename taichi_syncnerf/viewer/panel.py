@@ -1,17 +1,29 @@
-"""The viewer's GUI panel: the run's figures, time, playback, snap-to-camera and resolution controls.
+"""The viewer's GUI panel, one per browser: time and playback, cameras, what to show, resolution, the
+camera path editor's place, and the run's story.
 
-The controls are shared by every browser connected (viser's server GUI); each browser keeps its own
-camera. :func:`figures_markdown` is the text of the figures block, a pure function of the run's
-numbers so that it can be tested without a browser.
+Every browser connected gets its own panel (viser's ``client.gui``), so its time, playback, snapped
+camera and choices are its own; the panel is docked to the right of the page, so that the canvas
+(and what is rendered for it) is the part of the page the panel leaves. :func:`figures_markdown`
+is the text of the figures block, a pure function of the run's numbers so that it can be tested
+without a browser.
+
+Keyboard shortcuts (viser's command palette hotkeys, per browser): space plays or pauses, J and L
+step one frame back and forward, O goes to the rig overview. The arrow keys and W/A/S/D/Q/E are
+viser's own camera keys (turn and move the camera), so they are not used for time.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from taichi_syncnerf.viewer.compare import FREE_MODES, SHOW_MODEL
+
 FREE_VIEW = "(free view)"
-# "while moving" choices: a fraction of the full height, or "auto": the height that renders at AUTO_FPS
+# "while moving" choices: a fraction of the resting height, or "auto": the height that renders at AUTO_FPS
 MOVING_SCALES = {"auto": None, "1/2": 0.5, "1/4": 0.25, "1/8": 0.125, "full": 1.0}
 AUTO_FPS = 8.0
+# the resting resolution: a fraction of the browser canvas's own size
+CANVAS_SCALES = {"canvas (sharp)": 1.0, "3/4 canvas": 0.75, "1/2 canvas": 0.5, "1/4 canvas": 0.25}
+HOTKEYS = {"play": "space", "back": "J", "forward": "L", "overview": "O"}
 
 
 def _fmt(v, spec: str, unit: str = "") -> str:
@@ -41,48 +53,81 @@ def figures_markdown(run_name: str, step: int, total_steps: int, metrics: dict, 
 
 @dataclass
 class Controls:
-    """Handles of the panel's inputs (viser GUI handles: ``.value`` reads or sets)."""
+    """Handles of one browser's panel (viser GUI handles: ``.value`` reads or sets)."""
 
-    figures: object
     time: object
-    playing: object
+    play: object
+    step: object
+    loop: object
     speed: object
-    snap: object
     clock: object
-    height: object
-    moving: object
+    snap: object
+    overview: object
     show_rig: object
+    show: object
+    compare_info: object
+    resolution: object
+    moving: object
     frame_info: object
+    path_folder: object
+    figures: object
+    training_image: object
+    offsets_image: object
+    camera_table: object
+    commands: dict
 
 
-def build_panel(gui, run_name: str, n_frames: int, fps: float, camera_names: list[str], test_index: int,
-                full_height: int) -> Controls:
-    """Add the panel to a viser ``gui`` (server-wide)."""
-    with gui.add_folder("Run"):
-        figures = gui.add_markdown(f"**{run_name}**")
+def camera_choices(camera_names: list[str], test_index: int) -> list[str]:
+    return [FREE_VIEW] + [f"{n} (test)" if i == test_index else n for i, n in enumerate(camera_names)]
+
+
+def build_panel(gui, run_name: str, n_frames: int, fps: float, camera_names: list[str], test_index: int) -> Controls:
+    """Add one browser's panel to its viser ``gui`` (``client.gui``)."""
+    import numpy as np
+
+    blank = np.full((8, 8, 3), 255, np.uint8)
     with gui.add_folder("Time"):
         time = gui.add_slider("scene frame", min=0.0, max=float(max(n_frames - 1, 1)), step=0.05,
                               initial_value=0.0, hint="Scene time in frames: frame f of camera k shows "
                               "scene time f + its offset")
-        playing = gui.add_checkbox("play", initial_value=False)
+        play = gui.add_button("play", hint=f"Play or pause ({HOTKEYS['play']})")
+        step = gui.add_button_group("step one frame", ["-1 frame", "+1 frame"])
+        loop = gui.add_checkbox("loop", initial_value=True, hint="At the last frame go back to the first "
+                                "(else stop there)")
         speed = gui.add_slider("speed (frames/s)", min=0.25, max=60.0, step=0.25,
                                initial_value=float(min(max(fps / 3.0, 1.0), 60.0)))
         clock = gui.add_markdown("")
     with gui.add_folder("Cameras"):
-        names = [FREE_VIEW] + [f"{n} (test)" if i == test_index else n for i, n in enumerate(camera_names)]
-        snap = gui.add_dropdown("snap to camera", names, initial_value=FREE_VIEW)
+        snap = gui.add_dropdown("snap to camera", camera_choices(camera_names, test_index), initial_value=FREE_VIEW)
+        overview = gui.add_button("rig overview", hint=f"See every camera ({HOTKEYS['overview']})")
         show_rig = gui.add_checkbox("show rig", initial_value=True)
-    with gui.add_folder("Resolution"):
-        height = gui.add_slider("full height (px)", min=16, max=2048, step=8,
-                                initial_value=int(max(16, min(2048, full_height))))
-        moving = gui.add_dropdown("while moving", list(MOVING_SCALES), initial_value="auto")
+        show = gui.add_dropdown("show", list(FREE_MODES), initial_value=SHOW_MODEL,
+                                hint="Snapped to a camera: also its real frame, the two split, their error")
+        compare_info = gui.add_markdown("")
+    with gui.add_folder("Resolution", expand_by_default=False):
+        resolution = gui.add_dropdown("at rest", list(CANVAS_SCALES), initial_value="canvas (sharp)",
+                                      hint="Resting resolution: the browser canvas's own pixels, or a part")
+        moving = gui.add_dropdown("while moving", list(MOVING_SCALES), initial_value="auto",
+                                  hint=f"auto: the resolution that renders at {AUTO_FPS:g} frames per second")
         frame_info = gui.add_markdown("")
-    return Controls(figures, time, playing, speed, snap, clock, height, moving, show_rig, frame_info)
+    path_folder = gui.add_folder("Camera path", expand_by_default=False)
+    with gui.add_folder("Run"):
+        figures = gui.add_markdown(f"**{run_name}**")
+        training_image = gui.add_image(blank, label="training (log.jsonl)", format="png", visible=False)
+        offsets_image = gui.add_image(blank, label="offsets over the steps", format="png", visible=False)
+        camera_table = gui.add_html("")
+    commands = {}
+    for name, label in (("play", "play / pause"), ("back", "one frame back"), ("forward", "one frame forward"),
+                        ("overview", "rig overview")):
+        commands[name] = gui.add_command(label, hotkey=HOTKEYS[name])
+    return Controls(time, play, step, loop, speed, clock, snap, overview, show_rig, show, compare_info,
+                    resolution, moving, frame_info, path_folder, figures, training_image, offsets_image,
+                    camera_table, commands)
 
 
-def snapped_index(controls: Controls, camera_names: list[str]) -> int | None:
-    """The dataset camera chosen in the snap list, or None for the free view."""
-    value = str(controls.snap.value)
+def snapped_index(value: str, camera_names: list[str]) -> int | None:
+    """The dataset camera a snap-list entry names, or None for the free view."""
+    value = str(value)
     if value == FREE_VIEW:
         return None
     name = value[:-len(" (test)")] if value.endswith(" (test)") else value

@@ -66,10 +66,13 @@ def test_render_camera_path_sizes_and_errors(tiny_run, run_model, tmp_path):
     keys = [Keyframe(src.ds.c2w[0], 50.0, 2.0), Keyframe(src.ds.c2w[2], 60.0, 2.0)]
     f = write_path(tmp_path / "p.json", make_path(keys, W, width=20, height=14, fps=3.0, seconds=1.0))
     assert len(read_path(f)) == 3
-    r = CliRunner().invoke(main, ["render", str(run), "--camera-path", str(f), "--png", str(tmp_path / "png"),
-                                  "--quiet"] + RT, catch_exceptions=False)
-    assert r.exit_code == 0, r.output
     import imageio.v3 as iio
+
+    from taichi_syncnerf.render_video import render_camera_path
+
+    # in this process, with the run opened once (the command line is tested above)
+    assert render_camera_path(run, f, png_dir=tmp_path / "png", progress=False, opened=run_model.opened) == \
+        tmp_path / "png"
 
     shots = sorted((tmp_path / "png").iterdir())
     assert len(shots) == 3 and all(iio.imread(p).shape == (14, 20, 3) for p in shots)

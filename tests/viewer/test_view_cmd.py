@@ -69,14 +69,16 @@ def test_port_taken_is_one_line():
 def test_benchmark_prints_figures(tiny_run, run_model, capsys):
     from taichi_syncnerf.viewer.bench import benchmark
 
-    results = benchmark(tiny_run[0], [24, 48], moving_frames=2, full_frames=1, log=lambda s: None,
+    results = benchmark(tiny_run[0], [24, (40, 30)], moving_frames=2, full_frames=1, log=lambda s: None,
                         model=run_model)
     doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert doc["results"] == results
-    assert [x["full"] for x in results] == ["32x24", "64x48"] and [x["moving"] for x in results] == ["11x8", "16x12"]
-    assert all(x["moving_fps"] > 0 and x["full_frame_s"] > 0 for x in results)
-    r = invoke(["view", str(tiny_run[0]), "--benchmark", "24,x"] + RT)
-    assert r.exit_code == 2 and "--benchmark takes heights" in r.output
+    assert [x["full"] for x in results] == ["32x24", "40x30"] and [x["moving"] for x in results] == ["11x8", "11x8"]
+    assert all(x["moving_fps"] > 0 and x["full_frame_s"] > 0 and x["passes"][-1] == 1 for x in results)
+    assert all(x["first_pass_s"] <= x["time_to_full_s"] for x in results)
+    for bad in ("24,x", "30x", "4"):
+        r = invoke(["view", str(tiny_run[0]), "--benchmark", bad] + RT)
+        assert r.exit_code == 2 and "error: --benchmark" in r.output, r.output
 
 
 def test_figures_markdown():
@@ -152,11 +154,16 @@ def test_live_reload_follows_new_checkpoints(kind_run, tmp_path):
     logs = []
     viewer = Viewer(run, port=0, log=logs.append, model=RunModel(run))
     try:
-        rm, figures = viewer.model, viewer.controls.figures
+        rm = viewer.model
+
+        def figures():
+            return viewer.story["figures"]
+
         src, total = rm.source, int(rm.cfg["train"]["steps"])
         step0, off0 = rm.step, rm.offsets_frames()
-        labels0 = [label.text for label in viewer.rig.labels]
-        assert step0 < total and f"| step shown | {step0} / {total} |" in figures.content
+        labels0 = [c.label for c in viewer.rig_cameras]
+        table0 = viewer.story["table"]
+        assert step0 < total and f"| step shown | {step0} / {total} |" in figures()
         c2w, intr = _viewer_like_dataset_camera(src, 1)
         before = rm.render(c2w, intr, 2.0)
         if rm.model.kind == "sync-mixvoxels":
@@ -169,11 +176,12 @@ def test_live_reload_follows_new_checkpoints(kind_run, tmp_path):
             assert rm.model.renders_with_time_function()
         with np.load(ckpts[-1]) as z:
             np.testing.assert_allclose(rm.offsets_frames(), z["offsets/params"] * (src.n_frames - 1) / 1.6)
-        assert f"| step shown | {total} / {total} |" in figures.content
-        assert f"| offsets MAE (step shown) | {rm.offset_mae():.3f} frames |" in figures.content
+        assert f"| step shown | {total} / {total} |" in figures()
+        assert f"| offsets MAE (step shown) | {rm.offset_mae():.3f} frames |" in figures()
         labels = [c.label for c in rig_cameras(src, rm.offsets_frames(), rm.aligned_truth())]
-        assert [label.text for label in viewer.rig.labels] == labels != labels0
-        assert [tuple(int(v) for v in f.color) for f in viewer.rig.frusta] == offset_colors(rm.offsets_frames())
+        assert [c.label for c in viewer.rig_cameras] == labels != labels0
+        assert [c.color for c in viewer.rig_cameras] == offset_colors(rm.offsets_frames())
+        assert viewer.story["table"] != table0 and f"{rm.offsets_frames()[1]:+.2f}" in viewer.story["table"]
         after = rm.render(c2w, intr, 2.0)
         assert np.abs(after - before).max() > 1e-3
         np.testing.assert_allclose(after, final.render(c2w, intr, 2.0), rtol=0, atol=1e-12)   # as opened there
@@ -186,7 +194,7 @@ def test_live_reload_follows_new_checkpoints(kind_run, tmp_path):
         assert not viewer.reload() and rm.version == 1 and rm.ckpt.name == "step-99999999.npz"
         assert logs[-1].endswith("step-99999999.npz: not loaded (it does not fit the model shown)")
         np.testing.assert_array_equal(rm.render(c2w, intr, 2.0), after)
-        assert not viewer.reload() and f"| step shown | {total} / {total} |" in figures.content
+        assert not viewer.reload() and f"| step shown | {total} / {total} |" in figures()
     finally:
         viewer.stop()
 
@@ -316,14 +324,15 @@ def test_camera_message_without_a_move_keeps_the_full_frame():
     (a move drops the next frames to the moving height)."""
     from types import SimpleNamespace
 
-    from taichi_syncnerf.viewer.app import ClientView
+    from taichi_syncnerf.viewer.app import Session
 
     cam = SimpleNamespace(wxyz=np.array([1.0, 0.0, 0.0, 0.0]), position=np.zeros(3), fov=0.8, aspect=1.5)
-    view = ClientView.__new__(ClientView)
-    view.client, view.last_view = SimpleNamespace(camera=cam), None
+    view = Session.__new__(Session)
+    view.client, view.last_view, view.snapped = SimpleNamespace(camera=cam), None, None
     view._moved(cam)
     view.last_move = first = 100.0
-    view._moved(cam)                                   # the same view again
+    cam.aspect = 1.2                                   # the page resized: the same view
+    view._moved(cam)
     assert view.last_move == first
     cam.position = np.array([0.0, 0.0, 0.01])
     view._moved(cam)
