@@ -39,8 +39,10 @@ def write_checkpoint(path: Path, step: int, arrays: dict[str, np.ndarray], meta:
 def load_checkpoint(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:    # the file is closed on errors too
             arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise                    # gone (a writer's rotation): the caller looks for another one
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise UnreadableCheckpoint(f"{path}: not a readable checkpoint ({e.__class__.__name__})") from None
     if "meta" not in arrays:

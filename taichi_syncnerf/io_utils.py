@@ -113,11 +113,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         sfx = suffix if suffix is not None else "".join(path.suffixes[-1:])
         fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=f".tmp{sfx}", dir=path.parent)
         os.close(fd)
-    except OSError as e:
-        err = write_error(path, e)
-        if err is None:
-            raise
-        raise err from None
+    except OSError as e:             # the folder cannot be made or written: always the target's fault
+        raise (write_error(path, e) or UserError(f"{path}: cannot write it: {e.strerror or e}")) from None
     tmp_path = Path(tmp)
     try:
         yield tmp_path

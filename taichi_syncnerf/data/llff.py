@@ -74,7 +74,8 @@ def read_poses_bounds(path: str | Path) -> np.ndarray:
                         "(need 0 < near < far)")
     hwf = arr[0, :15].reshape(3, 5)[:, 4]
     if np.any(hwf <= 0):
-        raise DataError(f"{path}: row 0 has invalid (H, W, focal) = {tuple(hwf)}")
+        raise DataError(f"{path}: row 0 has invalid (H, W, focal) = ({', '.join(f'{v:g}' for v in hwf)}), "
+                        "each must be positive")
     return arr
 
 

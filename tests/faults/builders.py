@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -21,6 +22,9 @@ TINY = [
     "data.path=null", "data.generate=null",
 ]
 RT = ["--arch", "cpu", "--threads", "2", "--precision", "f64", "--quiet"]
+# Taichi's own log lines (e.g. "[W 12/06/26 16:37:50.132 30747] [offline_cache.h:run@187] Lock ... failed"
+# while another process holds its kernel cache) and banner: not the program's messages
+TAICHI_LOG = re.compile(r"^(\[[IWE] \d\d/\d\d/\d\d |\[Taichi\] )")
 
 
 def config_file(folder: Path, extra: list[str] = (), name: str = "tiny") -> Path:
