@@ -4,6 +4,16 @@ Camera k's frame f shows scene time ``(f + offsets_frames[k]) / fps`` seconds, w
 from N(0, offset_sigma) frames (fractional; rounded to 1e-3 frame; sigma 0 gives a synchronised
 capture). The dataset is written in the real layout (see :mod:`.writer`) with H.264 videos.
 
+Renderers (``renderer``): ``numpy`` (:class:`.render.ViewRenderer`, cameras in parallel processes)
+or ``taichi`` (:class:`.render.KernelViewRenderer`: the frames' ray casting in one Taichi kernel,
+kernels/raycast.py, in one worker process initialised on the CPU in float32 whatever the caller's
+runtime, so the output does not depend on it). Both write the same files; their frames agree
+(tests/data/test_synthetic_raycast.py: identical on the test scenes, and within 1 level of 255 on
+all but a few silhouette pixels in general). ``auto`` takes taichi from
+:data:`TAICHI_MIN_PIXELS` per frame (a Plenoptic-size capture, 20 x 300 frames of 1352x1014,
+in minutes instead of hours), numpy below (the small scenes of the presets and tests, unchanged)
+and for PNG frames (:meth:`.render.ViewRenderer.render`'s float output).
+
 Example::
 
     gt = make_scene("data/toy", layout="n3dv", cameras=6, frames=30, size=(128, 96))
@@ -31,6 +41,37 @@ LAYOUTS = ("n3dv", "blender")
 # the same in every frame; "noisy" looks like a phone camera in dim light.
 ENCODINGS = ("default", "clean", "noisy")
 ENCODING_SETTINGS = {"default": (DEFAULT_CRF, 0.0), "clean": (1, 0.0), "noisy": (14, 0.03)}
+RENDERERS = ("auto", "numpy", "taichi")
+TAICHI_MIN_PIXELS = 256 * 256
+
+
+def resolve_renderer(renderer: str, width: int, height: int, png: bool) -> str:
+    """The renderer ``auto`` stands for (see the module docstring); PNG frames need numpy's."""
+    if renderer not in RENDERERS:
+        raise UserError(f"renderer must be one of {', '.join(RENDERERS)}, got {renderer!r}")
+    if png:
+        return "numpy"
+    if renderer == "auto":
+        return "taichi" if int(width) * int(height) >= TAICHI_MIN_PIXELS else "numpy"
+    return renderer
+
+
+_CASTERS: dict = {}
+
+
+def _kernel_renderer(scene, camera: Camera, supersample: int):
+    """A :class:`.render.KernelViewRenderer`; Taichi is initialised (CPU, float32) if nobody has,
+    and one caster per frame size is kept for the process (Taichi never frees a field)."""
+    from taichi_syncnerf import runtime
+    from taichi_syncnerf.data.synthetic.render import KernelViewRenderer
+    from taichi_syncnerf.kernels.raycast import RayCaster
+
+    if not runtime.is_initialized():
+        runtime.init(arch="cpu", precision="f32")
+    key = (camera.width, camera.height, int(supersample))
+    if key not in _CASTERS or _CASTERS[key].max_objects < len(scene.objects):
+        _CASTERS[key] = RayCaster(camera.width, camera.height, supersample, max(8, len(scene.objects)))
+    return KernelViewRenderer(scene, camera, supersample, _CASTERS[key])
 
 
 def draw_offsets(cameras: int, sigma: float, seed: int) -> np.ndarray:
@@ -54,14 +95,17 @@ def default_workers(cameras: int, pixels: int) -> int:
 
 def render_camera(scene, camera: Camera, video: Path, png_dir: Path | None, times: np.ndarray,
                   fps: float, supersample: int, crf: int, noise: float = 0.0, noise_seed: int = 0,
-                  on_frame=None) -> tuple[float, float]:
+                  on_frame=None, renderer: str = "numpy") -> tuple[float, float]:
     """Render one camera's video (and PNGs) at the given scene times (seconds, (F,)).
 
     ``noise``: standard deviation of Gaussian sensor noise added to the video frames (not to the
-    PNGs), from ``default_rng(noise_seed)``. Returns the (near, far) depth range of the content
-    it sees.
+    PNGs), from ``default_rng(noise_seed)``. ``renderer``: "numpy" or "taichi" (video frames
+    only). Returns the (near, far) depth range of the content it sees.
     """
-    renderer = ViewRenderer(scene, camera, supersample)
+    if renderer == "taichi" and png_dir is None:
+        renderer = _kernel_renderer(scene, camera, supersample)
+    else:
+        renderer = ViewRenderer(scene, camera, supersample)
     rng = np.random.default_rng(noise_seed)
 
     def noisy(frame: np.ndarray) -> np.ndarray:
@@ -128,7 +172,7 @@ def make_scene(out_dir: str | os.PathLike, layout: str = "n3dv", cameras: int = 
                offset_sigma: float = 3.0, seed: int = 0, progress: bool = True,
                png: bool = False, overwrite: bool = False, supersample: int = 2,
                crf: int | None = None, workers: int | None = None, family: str = "default",
-               encoding: str = "default") -> dict:
+               encoding: str = "default", renderer: str = "auto") -> dict:
     """Render and write a synthetic unsynchronised capture.
 
     Args:
@@ -150,13 +194,16 @@ def make_scene(out_dir: str | os.PathLike, layout: str = "n3dv", cameras: int = 
             high-frequency textured wall and floor, two small movers) or "busy" (eight movers).
         encoding: :data:`ENCODINGS`: "default" (crf 12), "clean" (crf 1, static pixels constant)
             or "noisy" (Gaussian sensor noise of 0.03, crf 14).
-        workers: cameras rendered in parallel processes (None: :func:`default_workers`).
+        workers: cameras rendered in parallel processes by the numpy renderer (None:
+            :func:`default_workers`).
+        renderer: "auto", "numpy" or "taichi" (see the module docstring).
 
     Returns:
         The ground truth written to ``offsets_gt.json`` (keys ``fps``, ``frames``,
         ``offsets_frames``, ``layout``, ``seed``, ...) plus ``path``.
     """
     w, h = _check(layout, cameras, frames, size, fps, offset_sigma, png, family, encoding)
+    renderer = resolve_renderer(renderer, w, h, png)
     enc_crf, noise = ENCODING_SETTINGS[encoding]
     crf = enc_crf if crf is None else int(crf)
     from tqdm import tqdm
@@ -171,13 +218,15 @@ def make_scene(out_dir: str | os.PathLike, layout: str = "n3dv", cameras: int = 
     jobs = [dict(scene=scene, camera=cam, video=staging / f"{name}.mp4",
                  png_dir=(staging / "frames_1" / name) if png else None,
                  times=(np.arange(int(frames)) + offsets[k]) / float(fps), fps=float(fps),
-                 supersample=supersample, crf=crf, noise=noise, noise_seed=seed * 1000 + k)
+                 supersample=supersample, crf=crf, noise=noise, noise_seed=seed * 1000 + k, renderer=renderer)
             for k, (cam, name) in enumerate(zip(cams, names))]
     n_workers = default_workers(len(cams), w * h) if workers is None else max(1, int(workers))
     try:
         with tqdm(total=len(cams) * int(frames), desc="make-scene", unit="frame",
                   disable=not progress) as bar:
-            if n_workers == 1:
+            if renderer == "taichi":    # one process: Taichi takes the cores (and its own precision)
+                _render_parallel(jobs, 1, bounds, bar)
+            elif n_workers == 1:
                 for k, job in enumerate(jobs):
                     bounds[k] = render_camera(**job, on_frame=lambda: bar.update(1))
             else:

@@ -244,3 +244,60 @@ class ViewRenderer:
             near = min(near, float(depth.min()) - obj.bounding_radius)
             far = max(far, float(depth.max()) + obj.bounding_radius)
         return max(near, 1e-3), far
+
+
+class KernelViewRenderer(ViewRenderer):
+    """:class:`ViewRenderer` whose video frames (:meth:`render_uint8`) come from the Taichi ray
+    caster (kernels/raycast.py): the background is cast once per camera by numpy as before and
+    uploaded, each frame's objects are packed into parameter rows (in float32, as the numpy
+    renderer computes them) with their screen regions, and one kernel casts, shades, box-filters
+    and composites every pixel. ``caster`` is a :class:`~taichi_syncnerf.kernels.raycast.RayCaster`
+    of the camera's size, reused from camera to camera (Taichi never frees a field). The float
+    outputs (:meth:`render`, :meth:`render_buffers`) stay numpy's."""
+
+    def __init__(self, scene: Scene, camera: Camera, supersample: int, caster):
+        super().__init__(scene, camera, supersample)
+        self.caster = caster
+        caster.set_view(np.stack(self.planes, -1), self.bg_col.transpose(1, 2, 0), self.bg_alpha, self.bg_depth,
+                        self._to8(self.bg_col_1x, self.bg_alpha_1x, (1.0, 1.0, 1.0)))
+        self._caster_bg = (1.0, 1.0, 1.0)
+
+    def object_rows(self, time: float) -> tuple[np.ndarray, np.ndarray]:
+        """Parameter rows (K, raycast.N_PARAMS) float32 and regions (K, 4) int32 of the objects on
+        screen at ``time``, in scene order (see kernels/raycast.py for the layout)."""
+        from taichi_syncnerf.kernels.raycast import BOX, N_PARAMS
+
+        rows, regions = [], []
+        for obj in self.scene.objects:
+            centre, rot = obj.position(time)[0], obj.orientation(time)[0]
+            reg = self._region(self._corners(obj, centre, rot))
+            if reg is None:
+                continue
+            oc = (self.origin - centre).astype(np.float32)
+            rot32 = rot.astype(np.float32)
+            row = np.zeros(N_PARAMS, np.float32)
+            row[1:4], row[4:13] = oc, rot32.ravel()
+            if obj.kind == "sphere":
+                r = float(obj.size[0])
+                row[13] = r
+                row[16] = np.float32(oc @ oc - r * r)
+                row[17] = np.float32(1.0 / r)
+            else:
+                row[0] = BOX
+                row[13:16] = np.asarray(obj.size, np.float32)
+                row[18:21] = oc @ rot32
+            row[21:25] = obj.pattern
+            ca, cb = np.asarray(obj.colour_a, np.float32), np.asarray(obj.colour_b, np.float32)
+            row[25:28], row[28:31] = ca, cb - ca
+            rows.append(row)
+            regions.append(reg)
+        return np.asarray(rows, np.float32).reshape(-1, N_PARAMS), np.asarray(regions, np.int32).reshape(-1, 4)
+
+    def render_uint8(self, time: float, background=(1.0, 1.0, 1.0)) -> np.ndarray:
+        key = tuple(float(c) for c in background)
+        if key != self._caster_bg:
+            self.caster.bg8.from_numpy(self._to8(self.bg_col_1x, self.bg_alpha_1x, key))
+            self._caster_bg = key
+        rows, regions = self.object_rows(time)
+        sc = self.scene
+        return self.caster.render(rows, regions, sc.light_dir, sc.ambient, sc.diffuse, key)
