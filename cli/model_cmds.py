@@ -144,7 +144,8 @@ def render(run, split, path_kind, camera_path, time_mode, n_frames, out, png_dir
 
         given = [o for o, v in (("--time", time_mode != "sweep"), ("--frames", n_frames is not None)) if v]
         if given:
-            raise UserError(f"--camera-path sets every frame's pose and time: {', '.join(given)} cannot be used with it")
+            raise UserError(f"--camera-path sets every frame's pose and time: {', '.join(given)} "
+                            "cannot be used with it")
         read_path(camera_path)              # a bad file is refused before the model is loaded
         init_runtime(arch, threads, precision)
         path = render_camera_path(run, camera_path, out, png_dir, progress=not quiet)

@@ -1,9 +1,11 @@
 """The model of a run as the viewer sees it: opened once, reloaded when a newer checkpoint appears.
 
 Training needs no change for a live view: it writes ``checkpoints/step-XXXXXXXX.npz`` atomically,
-and :meth:`RunModel.poll` loads the newest one when its step is newer than the one shown. Rendering
-goes through :func:`taichi_syncnerf.evaluate.render_image`, the one function ``render`` and ``eval``
-use, so every model kind the project builds is shown the same way.
+and :meth:`RunModel.poll` loads the newest one when its step is newer than the one shown. A view is
+rendered through the model contract (:class:`taichi_syncnerf.models.base.View`,
+``render_view_layers``), as ``render`` and ``eval`` render theirs, so every model family is shown
+the same way; a ray family (the contract's default rendering) is rendered in passes over its pixels
+(:meth:`RunModel.render_progressive`), an image family in one go.
 """
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ import numpy as np
 
 from taichi_syncnerf.errors import UserError
 from taichi_syncnerf.run_folder import RunFolder
-from taichi_syncnerf.viewer.camera import view_rays
 
 
 def wait_for_run(run: Path, timeout: float | None, poll_s: float = 1.0, log=print) -> None:
@@ -51,7 +52,8 @@ class RunModel:
         self.run = Path(run)
         self.opened = open_run(self.run)
         self.cfg, self.source, self.model = self.opened.cfg, self.opened.source, self.opened.model
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
+        self._has_layers: bool | None = None      # whether the model gives depth and opacity (found out once)
         self.version = 0           # bumped at every reload: views compare it to re-render
 
     @property
@@ -109,13 +111,24 @@ class RunModel:
 
     # ----- rendering
     @property
+    def is_ray_family(self) -> bool:
+        """Whether the model renders a view through its rays (the contract's default), so that a view
+        can be rendered a few pixels at a time."""
+        from taichi_syncnerf.models.base import SyncModel
+
+        return type(self.model).render_view_layers is SyncModel.render_view_layers
+
+    @property
     def depth_note(self) -> str | None:
         """None when the model gives depth and opacity with its colours; else why it does not."""
-        r = getattr(self.model, "renderer", None)
-        if self.model.kind == "sync-kplanes" and hasattr(r, "depth") and hasattr(r, "opacity"):
+        if self._has_layers is None:         # found out once, from a 4x3 image of the test camera
+            k = self.source.test_index
+            tiny = self.source.ds.intrinsics[k].resized(4, 3)
+            out = self._render(self.source.ds.c2w[k], tiny, 0.0, k, None, True, (1,), None, probe=True)
+            self._has_layers = "depth" in out
+        if self._has_layers:
             return None
-        return (f"{self.model.kind} gives no depth or opacity: its dynamic rays are composited by a "
-                "renderer that keeps neither")
+        return f"{self.model.kind} gives no depth or opacity with its colours"
 
     def render(self, c2w, intr, scene_frame: float, ref_cam: int | None = None, cancel=None):
         """(H, W, 3) float image of the view ``(c2w, intr)`` at scene time ``scene_frame`` (frames).
@@ -135,25 +148,31 @@ class RunModel:
 
     def render_progressive(self, c2w, intr, scene_frame: float, ref_cam: int | None = None, cancel=None,
                            layers: bool = False, strides=(1,), on_pass=None) -> dict | None:
-        """The image of :meth:`render_layers`, rendered in passes: first every ``strides[0]``-th pixel
-        of every ``strides[0]``-th row, then the pixels the next stride adds, ..., the last stride 1.
-        After each pass ``on_pass(stride, images)`` gets the image so far, each pixel not rendered yet
-        filled with the rendered one above and left of it (a picture ``stride`` times coarser). No
-        ray is rendered twice: the passes together cost one image, and each pixel is the one a single
-        pass gives. None when ``cancel`` (asked between batches of rays) answers True."""
+        """The image of :meth:`render_layers`, rendered in passes (ray families; an image family
+        renders it in one): first every ``strides[0]``-th pixel of every ``strides[0]``-th row, then
+        the pixels the next stride adds, ..., the last stride 1. After each pass
+        ``on_pass(stride, images)`` gets the image so far, each pixel not rendered yet filled with
+        the rendered one above and left of it (a picture ``stride`` times coarser). No ray is
+        rendered twice: the passes together cost one image, and each pixel is the one a single pass
+        gives. None when ``cancel`` (asked between batches of rays) answers True."""
+        return self._render(c2w, intr, scene_frame, ref_cam, cancel, layers, strides, on_pass)
+
+    def _render(self, c2w, intr, scene_frame, ref_cam, cancel, layers, strides, on_pass, probe=False):
         from taichi_syncnerf.models.base import RAY_KEYS
 
         ref = self.source.test_index if ref_cam is None else int(ref_cam)
+        layers = layers and (probe or self.depth_note is None)
+        with self.lock:
+            view = self.source.pose_view(c2w, intr, scene_frame, ref, self.offsets_frames())
+            if not self.is_ray_family:
+                return self.model.render_view_layers(view, layers=layers, cancel=cancel)
+            rays, valid = view.rays()
         h, w = intr.height, intr.width
-        layers = layers and self.depth_note is None
         n = h * w
         img = np.zeros((n, 3))
-        depth = np.zeros(n) if layers else None
-        opacity = np.zeros(n) if layers else None
+        extra = {"depth": np.zeros(n), "opacity": np.zeros(n)} if layers else None
         done = np.zeros((h, w), bool)
         ys, xs = np.arange(h)[:, None], np.arange(w)[None, :]
-        with self.lock:
-            rays, valid = view_rays(self.source, c2w, intr, scene_frame, ref, self.offsets_frames())
         step = self.model.max_rays
         for stride in strides:
             grid = (ys % stride == 0) & (xs % stride == 0)
@@ -165,22 +184,25 @@ class RunModel:
                 sel = idx[a:a + step]
                 with self.lock:
                     img[sel] = self.model.render_rays_chunk({k: rays[k][sel] for k in RAY_KEYS})
-                    if layers:
-                        depth[sel] = self.model.renderer.depth.to_numpy()[:len(sel)]
-                        opacity[sel] = self.model.renderer.opacity.to_numpy()[:len(sel)]
+                    got = self.model.ray_layers(len(sel)) if extra is not None else None
+                if extra is not None:
+                    if got is None:
+                        extra = None
+                    else:
+                        for k in extra:
+                            extra[k][sel] = got[k]
             if on_pass is not None and stride > 1:
                 fill = (np.arange(h)[:, None] // stride * stride) * w + np.arange(w)[None, :] // stride * stride
-                on_pass(stride, self._images(img, depth, opacity, valid, h, w, fill.ravel()))
-        return self._images(img, depth, opacity, valid, h, w)
+                on_pass(stride, self._images(img, extra, valid, h, w, fill.ravel()))
+        return self._images(img, extra, valid, h, w)
 
     @staticmethod
-    def _images(img, depth, opacity, valid, h, w, take=None) -> dict:
+    def _images(img, extra, valid, h, w, take=None) -> dict:
+        valid = np.asarray(valid, bool)
         if take is not None:
             img, valid = img[take], valid[take]
-            depth = None if depth is None else depth[take]
-            opacity = None if opacity is None else opacity[take]
+            extra = None if extra is None else {k: v[take] for k, v in extra.items()}
         out = {"rgb": (np.clip(img, 0.0, 1.0) * valid[:, None]).reshape(h, w, 3)}
-        if depth is not None:
-            out["depth"] = (depth * valid).reshape(h, w)
-            out["opacity"] = (opacity * valid).reshape(h, w)
+        if extra is not None:
+            out.update({k: (v * valid).reshape(h, w) for k, v in extra.items()})
         return out
