@@ -40,7 +40,7 @@ from taichi_syncnerf.kernels.adam import Adam
 from taichi_syncnerf.kernels.render import VolumeRenderer
 from taichi_syncnerf.kernels.sampling import RaySampler, ray_aabb
 from taichi_syncnerf.models.mixvoxels.heads import PerFrameHead, TimeFunction
-from taichi_syncnerf.models.mixvoxels.parts import DynamicBranch, StaticBranch, VariationField
+from taichi_syncnerf.models.mixvoxels.parts import DynamicBranch, StaticBranch, VariationField, free_trees, own_trees
 from taichi_syncnerf.models.mixvoxels.state import MixVoxelsState, grid_resolution
 from taichi_syncnerf.models.mixvoxels.train import MixVoxelsTraining
 from taichi_syncnerf.models.base import SyncModel
@@ -154,11 +154,16 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState, SyncModel):
         return out
 
     def _build_optimizer(self) -> None:
+        """A new Adam over the current parameters, its state in SNode trees of its own: the
+        previous optimiser's are freed (parts.own_trees)."""
         groups = [{"name": n, "param": f, "lr": lr, "frozen": n == "offsets" and not self.sync}
                   for n, f, lr in self.param_groups()]
         self.base_lr = {g["name"]: g["lr"] for g in groups}
         self.lrs = dict(self.base_lr)
-        self.optimizer = Adam(groups)
+        old = getattr(self, "_optimizer_trees", [])
+        with own_trees() as self._optimizer_trees:
+            self.optimizer = Adam(groups)
+        free_trees(old)
 
     after_training = False  # set by prepare_testoptim
     steps_done: int | None = None  # training steps behind the parameters (None: unknown, taken as all)

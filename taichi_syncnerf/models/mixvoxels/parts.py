@@ -10,10 +10,17 @@ backward over a packed sample set.
 
 The reference's linear "basis" layer after the VM products is folded into the first layer of
 the MLP that follows it (a product of two linear maps is one linear map).
+
+Taichi frees a field only with the SNode tree that holds it: the grids (and the optimiser, in
+model.py) are allocated in trees of their own (:func:`own_trees`), which a grid growth destroys
+(:func:`free_trees`) once the new grids hold the resampled values, so that the grids of every size
+on the way to the final one do not all stay in memory (4.3 GiB at the Plenoptic preset instead of
+the final 1.7 GiB).
 """
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import taichi as ti
@@ -35,21 +42,61 @@ def xavier_layers(dims, first_gain: float, last_gain: float, seed: int):
     return layers
 
 
+@contextmanager
+def own_trees():
+    """The Taichi fields allocated in the block are placed in SNode trees of their own: the list
+    this yields, for :func:`free_trees`. (Fields allocated before the block are finalised into
+    their trees first; the trees Taichi finalises while the block runs, at each kernel launch and
+    at its end, are recorded.)"""
+    from taichi._snode.fields_builder import FieldsBuilder
+    from taichi.lang import impl
+
+    runtime = impl.get_runtime()
+    runtime.materialize()
+    trees = []
+    original = FieldsBuilder.finalize
+
+    def finalize(self, raise_warning=True):
+        tree = original(self, raise_warning)
+        trees.append(tree)
+        return tree
+
+    FieldsBuilder.finalize = finalize
+    try:
+        yield trees
+        runtime.materialize()
+    finally:
+        FieldsBuilder.finalize = original
+
+
+def free_trees(trees: list) -> None:
+    """Destroy the trees of :func:`own_trees` (their fields must never be used again). Taichi then
+    compiles its kernels again at their next launch (from its offline cache where it can)."""
+    for tree in trees:
+        if not tree.destroyed:
+            tree.destroy()
+    trees.clear()
+
+
 class _Grids:
-    """Named VM encoders that can be upsampled together."""
+    """Named VM encoders that can be upsampled together (in SNode trees of their own, freed when
+    they are upsampled)."""
 
     def __init__(self, specs: dict, res, max_points: int, seed: int, init_std: float):
         self.specs = specs
         self.max_points = max_points
         self.init_std = init_std
-        self.enc = {name: VMEncoder(comps, res, max_points, seed=seed + i, init_std=init_std)
-                    for i, (name, comps) in enumerate(specs.items())}
+        with own_trees() as self._trees:
+            self.enc = {name: VMEncoder(comps, res, max_points, seed=seed + i, init_std=init_std)
+                        for i, (name, comps) in enumerate(specs.items())}
 
     def upsample(self, res) -> None:
-        for name, old in list(self.enc.items()):
-            new = VMEncoder(old.comps, res, self.max_points, init_std=0.0)
-            resample(old, new)
-            self.enc[name] = new
+        old, old_trees = self.enc, self._trees
+        with own_trees() as self._trees:
+            self.enc = {name: VMEncoder(enc.comps, res, self.max_points, init_std=0.0) for name, enc in old.items()}
+        for name, new in self.enc.items():
+            resample(old[name], new)
+        free_trees(old_trees)
 
 
 @ti.data_oriented
