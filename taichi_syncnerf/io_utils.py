@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import tempfile
@@ -74,8 +75,9 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Remove the temporaries of atomic writes in ``folder`` whose writer on this host is gone (killed
-    before it could rename or remove them). Returns what was removed; never raises."""
+    """Remove the temporaries of atomic writes (files, and ``prepare``'s staging folders) in ``folder``
+    whose writer on this host is gone (killed before it could rename or remove them). Returns what
+    was removed; never raises."""
     removed = []
     try:
         entries = list(os.scandir(folder))
@@ -86,7 +88,10 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
         if m is None or m["host"] != _HOST or int(m["pid"]) == os.getpid() or _alive(int(m["pid"])):
             continue
         try:
-            os.unlink(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)       # a staging folder (prepare)
+            else:
+                os.unlink(entry.path)
             removed.append(Path(entry.path))
         except OSError:
             pass

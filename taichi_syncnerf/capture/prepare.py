@@ -25,6 +25,7 @@ from taichi_syncnerf.capture.audio import AUDIO_RATE, extract_audio
 from taichi_syncnerf.capture.media import warn
 from taichi_syncnerf.capture.visual_sync import SmallFrames
 from taichi_syncnerf.errors import DataError, UserError
+from taichi_syncnerf.io_utils import remove_stale_temporaries, temporary_prefix
 
 SYNC_METHODS = ("auto", "audio", "visual", "none")
 
@@ -33,7 +34,8 @@ def _staging(out: Path, overwrite: bool) -> Path:
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise UserError(f"{out}: exists and is not empty (use --force to replace it)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    remove_stale_temporaries(out.parent)        # staging folders of a prepare that was killed
+    return Path(tempfile.mkdtemp(prefix=temporary_prefix(out.name), suffix=".tmp", dir=out.parent))
 
 
 def _frame(full: list, i: int, plan, video) -> np.ndarray:

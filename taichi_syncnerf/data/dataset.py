@@ -207,6 +207,7 @@ class Dataset:
             "height": self.height, "fps": self.fps, "downsample": self.downsample,
             "near": self.near, "far": self.far, "ndc": self.ndc, "bbox": self.bbox.tolist(),
             "test_camera": self.test_camera, "background": self.background.tolist(),
+            "left_out_cameras": [{"name": n, "frames": f} for n, f in self.scene.dropped],
             "source": self.scene.cameras[0].kind,
             "offsets_gt_frames": None if self.offsets_gt_frames is None
             else self.offsets_gt_frames.tolist(),

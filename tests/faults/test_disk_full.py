@@ -52,9 +52,11 @@ def test_temporaries_of_dead_writers_are_removed(tmp_path):
     gone = tmp_path / f"{temporary_prefix('b.npz').replace(f'-{os.getpid()}.', f'-{pid}.')}abcd1234.tmp.npz"
     other_host = tmp_path / f".c.npz.ffffff-{pid}.abcd1234.tmp.npz"
     plain = tmp_path / "notes.tmp.txt"
+    staging = tmp_path / f"{temporary_prefix('out').replace(f'-{os.getpid()}.', f'-{pid}.')}abcd1234.tmp"
     for p in (mine, gone, other_host, plain):
         p.write_text("x")
-    assert remove_stale_temporaries(tmp_path) == [gone]
+    (staging / ".frames").mkdir(parents=True)           # prepare's staging folder, left by a kill
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted([gone, staging])
     write_text_atomic(tmp_path / "x.txt", "y")           # every atomic write cleans its folder
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, other_host.name, plain.name, "x.txt"])
 
