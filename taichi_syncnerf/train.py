@@ -87,7 +87,8 @@ def _train(folder: RunFolder, cfg, source, model, opened, progress: bool, stop_a
     def checkpoint(step):
         folder.save_checkpoint(step, model.state_arrays(), {"rng_state": rng_state(rng)})
 
-    record, val = {}, {}
+    previous = log.read() if resume else []
+    record, val = (dict(previous[-1]) if previous else {}), {}   # what a resumed run that is done reports
     end = steps if stop_after is None else min(steps, start + stop_after)
     bar = _progress(steps, start, progress)
     window = []
