@@ -2,6 +2,7 @@
 # One command that checks the project on an NVIDIA GPU and prints one JSON line of figures.
 #
 #   bash benchmarks/gpu_check.sh [--arch cuda|cpu] [--tiny] [--out DIR] [--steps N]
+#   bash benchmarks/gpu_check.sh --published [--budget SECONDS] [--arch cuda|cpu] [--tiny] [--out DIR]
 #
 # 1. every kernel in f32 on --arch against its float64 twin (tests/kernels/test_f32.py with
 #    SYNCNERF_F32_ARCH: the plane encoder's atomic backward, the MLP's block sums, the renderer, ...);
@@ -16,29 +17,53 @@
 # machine (a few minutes); the default sizes (published field, 262,144 samples; 300 training steps
 # on the 128x96 scene) are meant for a GPU and stay under 8 minutes there. Outputs are kept in --out
 # (default: a new temporary folder). The last line is the JSON; exit status 1 when a check failed.
+#
+# --published runs the published-size leg instead (benchmarks/scale.py --gpu-published): the
+# Plenoptic-size capture (20 cameras x 270 frames at 1352x1014, made on the machine's CPUs), then each
+# published Plenoptic preset trained for --budget seconds (default 30) after its first logged window:
+# steps/s, peak GPU memory, the whole schedule's projected time beside the paper's 2.0 h / 2.5 h on an
+# A6000, and the time of one full-resolution frame; meant to finish in under 8 minutes on a GPU.
 set -uo pipefail
 
 ARCH=cuda
 TINY=0
 OUT=""
 STEPS=""
+PUBLISHED=0
+BUDGET=30
+need_value() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "error: gpu_check.sh: $1 needs a value" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
     case "$1" in
-        --arch) ARCH="$2"; shift 2 ;;
+        --arch) need_value "$@"; ARCH="$2"; shift 2 ;;
         --tiny) TINY=1; shift ;;
-        --out) OUT="$2"; shift 2 ;;
-        --steps) STEPS="$2"; shift 2 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --out) need_value "$@"; OUT="$2"; shift 2 ;;
+        --steps) need_value "$@"; STEPS="$2"; shift 2 ;;
+        --published) PUBLISHED=1; shift ;;
+        --budget) need_value "$@"; BUDGET="$2"; shift 2 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "error: gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 case "$ARCH" in cuda|cpu) ;; *) echo "error: gpu_check.sh: --arch must be cuda or cpu" >&2; exit 2 ;; esac
 case "$STEPS" in ''|*[!0-9]*) [ -z "$STEPS" ] || { echo "error: gpu_check.sh: --steps must be a number" >&2; exit 2; } ;; esac
+case "$BUDGET" in ''|*[!0-9.]*|*.*.*|.) echo "error: gpu_check.sh: --budget must be a number of seconds" >&2; exit 2 ;; esac
+if [ "$PUBLISHED" = 1 ] && [ -n "$STEPS" ]; then
+    echo "error: gpu_check.sh: --steps is for the default checks; --published trains for --budget seconds" >&2; exit 2
+fi
 
 cd "$(dirname "$0")/.."
 export TI_SKIP_VERSION_CHECK=ON
 OUT="${OUT:-$(mktemp -d -t gpu-check-XXXXXX)}"
 mkdir -p "$OUT"
+
+if [ "$PUBLISHED" = 1 ]; then
+    # one line per preset on stderr, the JSON (name "scale_gpu") last on stdout
+    EXTRA=()
+    [ "$TINY" = 1 ] && EXTRA+=(--tiny)
+    [ "${GPU_CHECK_DRY_RUN:-0}" = 1 ] && { echo "python benchmarks/scale.py --gpu-published --arch $ARCH --budget $BUDGET --threads 0 --out $OUT/published ${EXTRA[*]}"; exit 0; }
+    exec python benchmarks/scale.py --gpu-published --arch "$ARCH" --budget "$BUDGET" --threads 0 \
+        --out "$OUT/published" "${EXTRA[@]}"
+fi
 T0=$(date +%s)
 say() { echo "[gpu_check $(( $(date +%s) - T0 )) s] $*" >&2; }
 
