@@ -366,6 +366,86 @@ def error_split(recs: list) -> list:
         + sources(recs) + [""]
 
 
+def _scale_note(r: dict) -> str:
+    """What a stage of benchmarks/scale.py did, beside its figures."""
+    st = r["stage"]
+    if r.get("failed"):
+        return "**failed**"
+    if st == "cache":
+        return (f"built, {fmt(r.get('cache_gib'), '.1f')} GiB" if r.get("built")
+                else f"reused (built in {fmt(r.get('build_seconds'), '.0f', ' s')})")
+    if st == "stats":
+        kinds = r.get("kinds", {})
+        done = [k for k, v in kinds.items() if v.get("computed")]
+        return (", ".join(f"{k} {kinds[k]['seconds']:.0f} s" for k in done) if done
+                else "reused: " + ", ".join(kinds))
+    if st == "train":
+        return (f"{r.get('steps')} steps; whole schedule ({r.get('schedule_steps')} steps) at this speed: "
+                f"{fmt(r.get('schedule_hours'), '.1f', ' h')}")
+    if st == "train_final_grid":
+        return "grids at their final size (4 growths in 6 steps), last step's speed"
+    if st == "testoptim":
+        return f"{r.get('steps')} steps of {r.get('batch_rays')} rays"
+    if st == "eval":
+        return f"{r.get('frames')} frame, {r.get('size')}, {fmt(r.get('seconds'), '.0f', ' s')}"
+    if st == "render":
+        return "`render --frames 1`"
+    if st == "view":
+        return f"{r.get('full')}: first pass {fmt(r.get('first_pass_s'), '.1f', ' s')}, full {fmt(r.get('full_frame_s'), '.0f', ' s')}"
+    return ""
+
+
+def scale(recs: list) -> list:
+    """benchmarks/scale.py: make-scene, then every stage of every preset, per set (newest record per machine)."""
+    out = []
+    for r in latest(recs, lambda r: r["recorded"]["machine"]).values():
+        out += [f"Machine: {r['recorded']['machine']}; {r['threads']} threads, {r['steps']} training steps, "
+                f"{r['testoptim_steps']} testoptim steps; the Plenoptic presets at `data.downsample="
+                f"{r['plenoptic_downsample']}`. Largest anonymous peak: **{fmt(r.get('max_peak_anon_mib'), 'd', ' MiB')}** "
+                f"({r.get('max_peak_anon_stage')}), limit {r['anon_limit_mib']} MiB: "
+                f"**{'within' if r.get('within_limit') else 'exceeded'}**.", ""]
+        rows = []
+        for x in (x for x in r["stages"] if x["stage"] == "make_scene"):
+            spec = r["sets"].get(x["set"], {})
+            rows.append([x["set"], f"{spec.get('cameras')} x {spec.get('frames')} at {spec.get('size')}",
+                         "reused" if x.get("reused") and "wall_s" not in x else fmt(x.get("wall_s"), ".0f", " s"),
+                         fmt(x.get("cpu_s"), ".0f", " s"), fmt(x.get("peak_anon_mib"), "d", " MiB"),
+                         fmt(x.get("peak_file_mib"), "d", " MiB"), fmt(x.get("video_mib"), ".0f", " MiB")])
+        out += ["make-scene (the process tree: make-scene, its renderer worker, the encoders):", ""]
+        out += table(["set", "capture", "wall", "CPU", "peak anonymous", "peak file-backed", "videos"], rows) + [""]
+        rows = []
+        for x in (x for x in r["stages"] if x["stage"] != "make_scene"):
+            figures = not (x.get("failed") or (x["stage"] == "cache" and not x.get("built"))
+                           or (x["stage"] == "stats" and not x.get("computed")))
+            anon = fmt(x.get("peak_anon_mib"), "d", " MiB") if figures else "-"
+            rows.append([f"`{x['preset']}`", x["stage"], fmt(x.get("wall_s"), ".0f", " s") if figures else "-",
+                         fmt(x.get("cpu_s"), ".0f", " s") if figures else "-",
+                         fmt(x["steps_per_s"], ".3f") if x.get("steps_per_s") else "",
+                         f"**{anon}**" if figures and x.get("peak_anon_mib", 0) > r["anon_limit_mib"] else anon,
+                         fmt(x.get("peak_file_mib"), "d", " MiB") if figures else "-",
+                         fmt(x.get("peak_rss_mib"), "d", " MiB") if figures else "-", _scale_note(x)])
+        out += table(["preset", "stage", "wall", "CPU", "steps/s", "peak anonymous", "peak file-backed", "peak RSS",
+                      ""], rows)
+        out += sources([r]) + [""]
+    return out
+
+
+def scale_gpu(recs: list) -> list:
+    """gpu_check.sh --published (scale.py --gpu-published): the published Plenoptic presets on a GPU."""
+    rows = []
+    for r in latest(recs, lambda r: r["recorded"]["machine"]).values():
+        for p in r["presets"]:
+            ratio = p.get("ratio_to_paper") or [None, None]
+            rows.append([f"`{p['preset']}`", r["recorded"]["machine"], str(p.get("steps")), fmt(p.get("steps_per_s"), ".2f"),
+                         fmt(p.get("peak_gpu_mib"), ".0f", " MiB"),
+                         f"**{fmt(p.get('projected_hours'), '.2f', ' h')}** ({p.get('schedule_steps')} steps)",
+                         f"{' / '.join(f'{v:g} h' for v in p.get('paper_a6000_hours', []))} "
+                         f"(x{fmt(ratio[0], '.2f')} / x{fmt(ratio[1], '.2f')})",
+                         fmt(p.get("render", {}).get("frame_s"), ".2f", " s") + f" ({p.get('render', {}).get('size')})"])
+    return table(["preset", "machine", "steps", "steps/s", "peak GPU memory", "whole schedule, projected",
+                  "paper, one A6000", "full-resolution frame"], rows) + sources(recs) + [""]
+
+
 def gpu(docs: list, recs: list) -> list:
     """The GPU check (gpu_check.sh), the presets trained on the GPU and the viewer there."""
     out = []
@@ -448,6 +528,18 @@ SECTIONS = (
      "(B), alternated; wall time to the end of training, medians over the pairs."),
     ("error_split", "Where a run's error is", error_split,
      "`benchmarks/error_split.py`: the test camera's pixels split by their temporal standard deviation."),
+    ("scale", "The size of real captures", scale,
+     "`benchmarks/scale.py`: a Plenoptic-size (20 cameras x 300 frames at 1352x1014) and a Blender-size (14 x 300 "
+     "at 512x512) capture from `make-scene`, then every stage of every published preset in its own process. Peak "
+     "anonymous and file-backed memory are the largest RssAnon and RssFile of /proc/PID/status sampled every 50 ms; "
+     "peak RSS is the kernel's exact high-water mark (anonymous + file-backed). CPU seconds say what an idle machine "
+     "would take where the wall time was shared. A `-` marks a stage whose output was on disk already (no figures). "
+     "The eval, render and view stages render one full-resolution frame of a model trained a few steps."),
+    ("scale_gpu", "The published presets at full size on a GPU", scale_gpu,
+     "`bash benchmarks/gpu_check.sh --published`: the Plenoptic-size capture (its 270 frames), each published "
+     "Plenoptic preset trained for a fixed time after its first logged window; the whole schedule projected at that "
+     "speed beside the paper's training times on one A6000 (2.0 h / 2.5 h, as issue 26 quotes them), and one "
+     "full-resolution frame of the test camera (the second of two renders)."),
 )
 
 

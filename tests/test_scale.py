@@ -203,3 +203,32 @@ def test_gpu_check_published_command(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "--budget" in res.stderr
     json.dumps(_scale().GPU_SET)  # plain data
+
+
+def test_report_tables_of_scale_records():
+    spec = importlib.util.spec_from_file_location("bench_report", ROOT / "benchmarks" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    rec = {"name": "scale", "threads": 2, "steps": 5, "testoptim_steps": 3, "plenoptic_downsample": 1,
+           "sets": {"plenoptic": {"size": "1352x1014", "cameras": 20, "frames": 300}},
+           "anon_limit_mib": 4096, "max_peak_anon_mib": 5000, "max_peak_anon_stage": "plenoptic/x train",
+           "within_limit": False,
+           "stages": [{"set": "plenoptic", "stage": "make_scene", "wall_s": 300.0, "cpu_s": 500.0, "peak_anon_mib": 900,
+                       "peak_file_mib": 10, "video_mib": 120.0},
+                      {"set": "plenoptic", "preset": "plenoptic/x", "stage": "cache", "built": False, "wall_s": 1.0,
+                       "build_seconds": 180.0, "peak_anon_mib": 50},
+                      {"set": "plenoptic", "preset": "plenoptic/x", "stage": "train", "wall_s": 90.0, "cpu_s": 170.0,
+                       "steps_per_s": 0.1, "peak_anon_mib": 5000, "peak_file_mib": 300, "peak_rss_mib": 5300,
+                       "steps": 5, "schedule_steps": 60000, "schedule_hours": 166.7}],
+           "recorded": {"machine": "a CPU, 2 cores", "command": "python benchmarks/scale.py", "date": "2026-01-01"}}
+    text = "\n".join(report.scale([rec]))
+    assert "| plenoptic | 20 x 300 at 1352x1014 | 300 s | 500 s | 900 MiB |" in text
+    assert "| `plenoptic/x` | cache | - | - |  | - | - | - | reused (built in 180 s) |" in text
+    assert "**5000 MiB**" in text and "**exceeded**" in text and "166.7 h" in text
+    gpu = {"name": "scale_gpu", "presets": [{"preset": "plenoptic/x", "steps": 400, "steps_per_s": 5.0,
+                                              "peak_gpu_mib": 9000.0, "schedule_steps": 60000, "projected_hours": 3.333,
+                                              "paper_a6000_hours": [2.0, 2.5], "ratio_to_paper": [1.667, 1.333],
+                                              "render": {"frame_s": 1.5, "size": "1352x1014"}}],
+           "recorded": {"machine": "H100", "command": "bash benchmarks/gpu_check.sh --published", "date": "d"}}
+    assert "| `plenoptic/x` | H100 | 400 | 5.00 | 9000 MiB | **3.33 h** (60000 steps) | 2 h / 2.5 h (x1.67 / x1.33) |" \
+        in "\n".join(report.scale_gpu([gpu]))
