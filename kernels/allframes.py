@@ -7,12 +7,14 @@ Two stages, each with a hand-written backward:
    table row ``q = slot[i] * F + f`` (the slot is the ray's camera for the time function, 0 for
    the per-frame head)::
 
-       sigma[i, f]  = scale * act(<hs[i], zs[q, :D]> + zs[q, D])
+       sigma[i, f]  = scale * act(<hs[i], zs[q, :D]> + zs[q, D] + shift)
        rgb[i, f, c] = sigmoid(<hc[i], zc[q, c (D+1) : c (D+1) + D]> + zc[q, c (D+1) + D])
 
    ``act`` is ``relu`` (the reference) or ``softplus_b(a) = log(1 + exp(b a)) / b``
    (``activation="softplus"``, ``sharpness=b``: never exactly flat, so a density pushed below
    zero everywhere early in training can come back; the larger ``b``, the closer to relu).
+   ``shift`` (default 0) is a constant added before the activation: a negative one makes a fresh
+   head transparent (at 0 a softplus density starts at ``scale * log 2``, opaque over a ray).
    ``hs``, ``hc`` (N, D) are the per-sample trunk features; ``zs`` (K F (D + 1),) and
    ``zc`` (K F 3 (D + 1),) flat fields holding the per-(slot, frame) query rows (row-major, as
    written above with ``zs[q, j] = zs[q * (D + 1) + j]``, ``zc[q, j] = zc[q * 3 (D + 1) + j]``)
@@ -59,9 +61,10 @@ class FrameHead:
     ACTIVATIONS = ("relu", "softplus")
 
     def __init__(self, max_samples: int, n_frames: int, width: int, density_scale: float = 1.0,
-                 activation: str = "relu", sharpness: float = 1.0):
+                 activation: str = "relu", sharpness: float = 1.0, shift: float = 0.0):
         self.max_samples, self.F, self.D = int(max_samples), int(n_frames), int(width)
         self.scale = float(density_scale)
+        self.shift = float(shift)
         if activation not in self.ACTIVATIONS:
             raise ValueError(f"density activation {activation!r} is not one of {self.ACTIVATIONS}")
         self.softplus = int(activation == "softplus")
@@ -78,7 +81,7 @@ class FrameHead:
         if not 0 <= n <= self.max_samples:
             raise ValueError(f"n={n} outside [0, {self.max_samples}]")
         _head_forward(hs, hc, zs, zc, slot, self.sigma, self.rgb, int(n), self.F, self.D, self.scale, self.softplus,
-                      self.sharpness)
+                      self.sharpness, self.shift)
 
     def backward(self, hs, hc, zs, zc, slot, slot_start, n_slots: int, n: int) -> None:
         _pre_grads(self.sigma, self.rgb, self._gs, self._gc, int(n), self.F, self.scale, self.softplus,
@@ -110,10 +113,10 @@ def _pre_grads(sigma: ti.template(), rgb: ti.template(), gs: ti.template(), gc: 
 @ti.kernel
 def _head_forward(hs: ti.template(), hc: ti.template(), zs: ti.template(), zc: ti.template(),
                   slot: ti.template(), sigma: ti.template(), rgb: ti.template(), n: int, F: int, D: int,
-                  scale: float, use_softplus: int, sharpness: float):
+                  scale: float, use_softplus: int, sharpness: float, shift: float):
     for i, f in ti.ndrange(n, F):
         q = slot[i] * F + f
-        a = zs[q * (D + 1) + D]
+        a = zs[q * (D + 1) + D] + shift
         c0, c1, c2 = zc[q * 3 * (D + 1) + D], zc[q * 3 * (D + 1) + 2 * D + 1], zc[q * 3 * (D + 1) + 3 * D + 2]
         for d in range(D):
             a += hs[i, d] * zs[q * (D + 1) + d]

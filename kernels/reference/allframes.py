@@ -2,14 +2,14 @@
 import numpy as np
 
 
-def head(hs, hc, zs, zc, slot, n_frames, scale=1.0, activation="relu", sharpness=1.0):
+def head(hs, hc, zs, zc, slot, n_frames, scale=1.0, activation="relu", sharpness=1.0, shift=0.0):
     """sigma (N, F), rgb (N, F, 3) of the per-(slot, frame) head (density ``activation``: relu or
-    ``softplus(sharpness a) / sharpness``)."""
+    ``softplus(sharpness a) / sharpness``, of ``a`` + ``shift``)."""
     hs, hc = np.asarray(hs, np.float64), np.asarray(hc, np.float64)
     D = hs.shape[1]
     rows = np.asarray(slot)[:, None] * n_frames + np.arange(n_frames)[None, :]  # (N, F)
     zsr = np.asarray(zs, np.float64)[rows]  # (N, F, D+1)
-    a = np.einsum("nd,nfd->nf", hs, zsr[..., :D]) + zsr[..., D]
+    a = np.einsum("nd,nfd->nf", hs, zsr[..., :D]) + zsr[..., D] + shift
     b = float(sharpness)
     sigma = scale * (np.logaddexp(0.0, b * a) / b if activation == "softplus" else np.maximum(a, 0.0))
     zcr = np.asarray(zc, np.float64)[rows].reshape(len(hs), n_frames, 3, D + 1)

@@ -227,6 +227,17 @@ class MixVoxelsConfig:
                                                "run with the softplus, and the rest with the relu, which leaves no "
                                                "density in empty space. Testoptim and rendering use the activation "
                                                "of the last training step.", min=0, nullable=True)
+    dynamic_density_shift: float = opt(0.0, "Added to the dynamic density's pre-activation: `density_scale * "
+                                            "act(<h, z> + b + shift)`. At 0 a fresh softplus density is "
+                                            "`density_scale * log 2` (about 17 per unit length): every dynamic ray "
+                                            "starts opaque, and on a white-background capture an opaque sample of "
+                                            "the background's colour gets no gradient (a stationary point), so the "
+                                            "model keeps a white haze that other views see as clouds over the "
+                                            "movers. A negative shift (the synthetic preset: -6) starts the dynamic "
+                                            "branch transparent.", "number")
+    ndc_bbox: Any = opt(None, "The grids' box on forward-facing (NDC) datasets when `model.bbox` is null (null: the "
+                              "dataset's box). World-space (Blender-layout) datasets use their own scene box unless "
+                              "`model.bbox` is given, so one preset fits both rigs.", "bbox", nullable=True)
     static_hidden: int = opt(128, "Width of the two hidden layers of the static colour MLP (input: appearance "
                                   "features and the unit view direction).", min=1)
     trunk_hidden: int = opt(512, "Hidden width of the dynamic trunks (density: features -> hidden -> width; colour: "

@@ -19,15 +19,16 @@ def _load(field, a):
     field.from_numpy(full)
 
 
-@pytest.mark.parametrize("activation, sharpness", [("relu", 1.0), ("softplus", 1.0), ("softplus", 6.0)])
-def test_head_forward_and_backward(rng, activation, sharpness):
+@pytest.mark.parametrize("activation, sharpness, shift", [("relu", 1.0, 0.0), ("softplus", 1.0, 0.0),
+                                                         ("softplus", 6.0, 0.0), ("softplus", 1.0, -1.5)])
+def test_head_forward_and_backward(rng, activation, sharpness, shift):
     hs_f = ti.field(float, shape=(N, D), needs_grad=True)
     hc_f = ti.field(float, shape=(N, D), needs_grad=True)
     zs_f = ti.field(float, shape=K * F * (D + 1), needs_grad=True)
     zc_f = ti.field(float, shape=K * F * 3 * (D + 1), needs_grad=True)
     slot_f = ti.field(ti.i32, shape=N)
     start_f = ti.field(ti.i32, shape=K + 1)
-    head = allframes.FrameHead(N, F, D, density_scale=SCALE, activation=activation, sharpness=sharpness)
+    head = allframes.FrameHead(N, F, D, density_scale=SCALE, activation=activation, sharpness=sharpness, shift=shift)
     hs, hc = rng.normal(size=(N, D)), rng.normal(size=(N, D))
     zs, zc = rng.normal(size=(K * F, D + 1)), rng.normal(size=(K * F, 3 * (D + 1)))
     zs[:3, D] = [-40.0, -12.0, 30.0]  # far tails of the softplus (exp(-40) is lost in 1 + exp(-40))
@@ -37,7 +38,7 @@ def test_head_forward_and_backward(rng, activation, sharpness):
                   (start_f, [0, 4, 9])):
         f_.from_numpy(np.asarray(a, f_.dtype == ti.i32 and np.int32 or np.float64))
     head.forward(hs_f, hc_f, zs_f, zc_f, slot_f, N)
-    s_want, c_want = ref.head(hs, hc, zs, zc, slot, F, SCALE, activation, sharpness)
+    s_want, c_want = ref.head(hs, hc, zs, zc, slot, F, SCALE, activation, sharpness, shift)
     # softplus: relative to each entry, down to exp(-40) (a flat 0 there would stop training)
     np.testing.assert_allclose(head.sigma.to_numpy(), s_want, rtol=1e-12, atol=1e-12 if activation == "relu" else 0)
     np.testing.assert_allclose(head.rgb.to_numpy(), c_want, rtol=1e-12, atol=1e-12)
@@ -52,7 +53,7 @@ def test_head_forward_and_backward(rng, activation, sharpness):
     head.backward(hs_f, hc_f, zs_f, zc_f, slot_f, start_f, K, N)
 
     def loss(hs_, hc_, zs_, zc_):
-        s, c = ref.head(hs_, hc_, zs_, zc_, slot, F, SCALE, activation, sharpness)
+        s, c = ref.head(hs_, hc_, zs_, zc_, slot, F, SCALE, activation, sharpness, shift)
         return float(np.sum(s * gs) + np.sum(c * gc))
 
     np.testing.assert_allclose(hs_f.grad.to_numpy(), finite_diff(lambda v: loss(v, hc, zs, zc), hs), atol=1e-6)

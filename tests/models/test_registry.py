@@ -16,3 +16,21 @@ def test_boxes_that_fit_or_ndc_data_pass():
     assert box_warning(WORLD, False, WORLD) is None
     assert box_warning([[-2, -2, -2], [2, 2, 2]], False, WORLD) is None
     assert box_warning([[-2, -2, -2], [2, 2, 1.2]], False, WORLD) is not None
+
+
+def test_mixvoxels_box_follows_the_datasets_space():
+    """synthetic/sync-mixvoxels carries its tight box as mixvoxels.ndc_bbox: forward-facing (NDC)
+    data get it, world-space (Blender-layout) data their own scene box, and model.bbox wins."""
+    from taichi_syncnerf.config import load_config
+    from taichi_syncnerf.models.mixvoxels.model import model_box
+
+    cfg = load_config("synthetic/sync-mixvoxels", [])
+    assert cfg["model"]["bbox"] is None and cfg["mixvoxels"]["ndc_bbox"] == NDC_BOX
+    n3dv = [[-3.0, -1.8, -1.2], [3.0, 1.8, 1.2]]
+    assert model_box(cfg, True, n3dv) == NDC_BOX
+    assert model_box(cfg, False, WORLD) == WORLD
+    assert box_warning(cfg["model"]["bbox"], False, WORLD) is None
+    given = load_config("synthetic/sync-mixvoxels", ["model.bbox=[[-2, -2, -2], [2, 2, 2]]"])
+    assert model_box(given, True, n3dv) == model_box(given, False, WORLD) == [[-2, -2, -2], [2, 2, 2]]
+    plain = load_config("synthetic/sync-mixvoxels", ["mixvoxels.ndc_bbox=null"])
+    assert model_box(plain, True, n3dv) == n3dv

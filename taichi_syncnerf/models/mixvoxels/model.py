@@ -47,6 +47,18 @@ from taichi_syncnerf.models.base import SyncModel
 from taichi_syncnerf.offsets import TimeOffsets
 
 
+def model_box(cfg: dict, ndc: bool, data_bbox):
+    """The grids' box: ``model.bbox`` when given; else ``mixvoxels.ndc_bbox`` on a forward-facing
+    (NDC) dataset when given; else the dataset's scene box (world units on a Blender-layout
+    dataset). A preset can so carry a tight NDC box and still fit world-space data."""
+    if cfg["model"]["bbox"] is not None:
+        return cfg["model"]["bbox"]
+    ndc_box = cfg["mixvoxels"].get("ndc_bbox")
+    if ndc and ndc_box is not None:
+        return ndc_box
+    return data_bbox
+
+
 class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState, SyncModel):
     kind = "sync-mixvoxels"
     supports_variation_retraining = True
@@ -61,7 +73,7 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState, SyncModel):
         self.sync = bool(m["sync"])
         self.n_cameras, self.n_frames, self.test_index = int(n_cameras), int(n_frames), int(test_index)
         self.near, self.far = float(near), float(far)
-        box = np.asarray(m["bbox"] if m["bbox"] is not None else bbox, np.float64).reshape(2, 3)
+        box = np.asarray(model_box(cfg, ndc, bbox), np.float64).reshape(2, 3)
         self.box = box
         self.sample_box = box.copy()
         self.background = [float(v) for v in background]
@@ -84,7 +96,8 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState, SyncModel):
         self.packed = RaySampler(R, S)  # the samples the alpha mask keeps
         self.smp = self.coarse
         self.renderer = VolumeRenderer(R, S, colour=True)
-        act = (str(mx["dynamic_density_activation"]), float(mx["dynamic_density_sharpness"]))
+        act = (str(mx["dynamic_density_activation"]), float(mx["dynamic_density_sharpness"]),
+               float(mx["dynamic_density_shift"]))
         self.frame_head = allframes.FrameHead(Sd, n_frames, D, float(mx["density_scale"]), *act)
         self.all_renderer = allframes.AllFramesRenderer(R, n_frames, Sd)
         self.eval_head = allframes.FrameHead(Sd, 1, D, float(mx["density_scale"]), *act)
