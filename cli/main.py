@@ -43,6 +43,10 @@ def _register():
 
     for cmd in prepare_cmd.COMMANDS:
         main.add_command(cmd)
+    from taichi_syncnerf.cli import export_cmd
+
+    for cmd in export_cmd.COMMANDS:
+        main.add_command(cmd)
     try:
         from taichi_syncnerf.cli import data_cmds
     except ImportError:  # pragma: no cover - during partial checkouts only

@@ -170,6 +170,24 @@ class Adam:
             _adam_update(g.param, s.m, s.v, mask, s.mask is not None, step_size, b1, b2,
                          inv_sqrt_bc2, g.eps)
 
+    def moments(self, name: str) -> tuple:
+        """``(m, v)`` of group ``name`` as numpy arrays (P,)."""
+        s = self._get(name)
+        return s.m.to_numpy(), s.v.to_numpy()
+
+    def set_moments(self, name: str, m, v, step: int | None = None) -> None:
+        """Replace group ``name``'s moments (arrays (P,)) and, when given, its step count; how a model
+        whose rows are added and removed (Gaussians) keeps the moments of the rows it keeps."""
+        s = self._get(name)
+        m, v = np.asarray(m), np.asarray(v)
+        if m.shape != (s.size,) or v.shape != (s.size,):
+            raise ValueError(f"group {name!r}: moments of shape {m.shape}, {v.shape}, expected ({s.size},)")
+        dtype = _np_dtype(s.m)
+        s.m.from_numpy(m.astype(dtype))
+        s.v.from_numpy(v.astype(dtype))
+        if step is not None:
+            s.step = int(step)
+
     def zero_grad(self) -> None:
         for s in self._states.values():
             _zero_grad(s.group.param)

@@ -6,7 +6,9 @@
 - ``offsets_init.json``: the coarse offsets of the kept videos (frames, relative to cam00), which
   ``train`` starts from (``offsets.init_from_dataset``);
 - ``prepare.json``: which input file became which camera, registered or not and why,
-  reprojection error, points per camera, the synchronisation and the frames kept.
+  reprojection error, points per camera, the synchronisation and the frames kept;
+- ``points3d.npy``: the reconstruction's sparse points, (N, 6) float32 (x, y, z in the world of the
+  poses, then RGB in [0, 1]), where Sync-4DGS starts its Gaussians (``gaussians.init_from_dataset``).
 
 Every file is written atomically.
 """
@@ -18,6 +20,7 @@ from taichi_syncnerf.io_utils import atomic_path, write_json_atomic
 
 OFFSETS_INIT = "offsets_init.json"
 PREPARE_JSON = "prepare.json"
+POINTS3D = "points3d.npy"           # taichi_syncnerf/models/gaussians/points.py reads it
 NEAR_PERCENTILE, FAR_PERCENTILE = 0.1, 99.9
 NEAR_MARGIN, FAR_MARGIN = 0.8, 1.2
 

@@ -193,6 +193,8 @@ def _write(staging, plan, rec, idx, est, start, length, residual, in_names, stor
                     w.write(np.asarray(frames[f]))
                     bar.update(1)
     layout.write_poses_bounds(staging / "poses_bounds.npy", rows)
+    if len(rec.points):          # the sparse points, in the world of the poses (Sync-4DGS starts from them)
+        np.save(staging / layout.POINTS3D, rec.points.astype(np.float32))
     layout.write_offsets_init(staging / layout.OFFSETS_INIT, names, residual, plan.fps, est.method,
                               {"source": "taichi-syncnerf prepare"})
     by_input = {i: n for n, i in zip(names, idx)}

@@ -60,6 +60,7 @@ class Reconstruction:
     width: int
     height: int
     reasons: dict = field(default_factory=dict)   # camera -> why it is not registered
+    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 6)))  # (N, 6): xyz, RGB in [0, 1]
 
     @property
     def registered(self) -> list[int]:
@@ -205,5 +206,7 @@ def reconstruct(frames: list, work: str | Path, intrinsics: str = "per-camera",
         else:
             reasons[k] = "none of its frames registered in the model"
     errs = [p.error for p in rec.points3D.values()]
+    points = np.array([[*p.xyz, *(np.asarray(p.color, np.float64) / 255.0)] for p in rec.points3D.values()],
+                      np.float64).reshape(-1, 6)
     return Reconstruction(cams, len(rec.points3D), float(np.mean(errs)) if errs else float("nan"),
-                          w, h, reasons)
+                          w, h, reasons, points)

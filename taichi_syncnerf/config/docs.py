@@ -99,6 +99,9 @@ sections and those of the run's model kind; the others take their defaults when 
 | `synthetic/sync-mixvoxels` | Sync-MixVoxels sized for 2 CPU cores on the same generated scene as `synthetic/sync-kplanes`: 2000 steps of 512 rays x 60 frames, grids from 32³ to 96³ (upsampled at steps 400, 800, 1200; alpha mask at 600), 32 samples per ray, trunk width 32, 7 time frequencies and a learned time grid of 32 features per frame, the time function and offsets from the first step, offsets frozen from step 1700. |
 | `plenoptic/sync-mixvoxels` | Published Sync-MixVoxels Plenoptic settings (coffee_martini): 256³ to 640³ voxels, 10000 steps with the per-frame head then 50000 with the time function and offsets, 1024 rays x 270 frames, `downsample: 2`. Give the dataset with `--data`. |
 | `blender/sync-mixvoxels` | Published Unsynchronized Dynamic Blender settings: the same model, box ±1.3, 512 rays, white background. |
+| `synthetic/sync-4dgs` | Sync-4DGS sized for 2 CPU cores on the same generated scene (see the preset's comments for its steps and sizes). |
+| `plenoptic/sync-4dgs` | 4DGaussians' published DyNeRF settings: 3000 coarse + 14000 fine steps, batches of 4 images at `downsample: 2`, planes 64 x [1, 2] with 16 features and 150 time rows (`auto` at 300 frames), MLP width 128, every delta head, densification 500-10000. Give the dataset (with its `points3d.npy` if it has one) with `--data`. |
+| `blender/sync-4dgs` | 4DGaussians' published D-NeRF settings: 3000 + 20000 steps, one image a step, planes 64 x [1, 2] with 32 features, MLP width 64, position, scale and rotation heads, densification 500-15000, opacity reset every 3000, white background. |
 
 The Sync-MixVoxels presets set `offsets.init_mean: 0` and `offsets.init_std: 0`: that model starts
 every offset at exactly 0.
@@ -193,6 +196,40 @@ Not implemented (the reference has them): plane TV regularisation, the zero-dens
 dynamic samples, the weight thresholds that skip colour computation, the variation field's
 separate training phases (it trains on every step's batch here), and the per-stage restart of
 the grid growth.""",
+    "gaussians": """\
+Used when `model.kind: sync-4dgs` (Sync-4DGS; `model.sync: false` gives the 4DGaussians baseline). The
+defaults are 4DGaussians' published DyNeRF (Plenoptic) settings; `configs/synthetic/sync-4dgs.yaml`
+sizes the model for 2 CPU cores. `model.bbox` (for the random initial points of a world-space
+scene), `offsets`, `train` (steps, seed, schedule, validation, logs, checkpoints), `testoptim` and
+`eval` apply; `kplanes`, `mixvoxels` and `sampling` do not. `train.lr` only sets the offsets' rate
+(`train.lr * offsets.lr_scale`); `train.batch_rays` and `testoptim.batch_rays` are not used (a batch
+is `batch_images` images; `testoptim` draws them from the test camera).
+
+The model (taichi_syncnerf/models/gaussians/): 3D Gaussians (mean, SH colour, opacity logit,
+log-scales, quaternion), rendered by the tile rasterizer kernels/splat.py in the dataset's world
+(also for forward-facing captures, which the ray families see in NDC). A training step draws
+`batch_images` whole images (or `crop` windows) of the training cameras. The coarse stage
+(`static_steps`) trains the Gaussians alone; then the deformation field adds per Gaussian deltas
+of the raw values (`deform_heads`), an MLP of the K-Planes features of its canonical mean (in the
+initial points' box) and the time `t + d_k` of the view's camera: planes `xy, xz, yz, xt, yt, zt`
+at `plane_res * plane_multires` (time `time_res`), `plane_features` per scale, a trunk of
+`deform_width` and one head per delta. The offsets learn through the time, from
+`offsets.start_step` (set it after `static_steps`: before, they have no gradient). Loss:
+`(1 - ssim_weight) L1 + ssim_weight D-SSIM`, plus the plane regularisers in the fine stage (the
+K-Planes TV of kernels/plane_regularizers.py; 4DGaussians' own "TV" is a second difference along the
+rows) and the offsets' L1. Adam (eps 1e-15) with one group per attribute; the fine stage starts with
+a new Adam state for the Gaussians. Density control as 3DGS: see the keys from `densify_from`.
+
+Initial points: the dataset's `points3d.npy` when it has one (`prepare` writes it from its SfM:
+positions in the world of the poses, RGB in [0, 1]), else `init_points` random points seen by
+random pixels of the training cameras (uniform in disparity between the near and far bounds of a
+forward-facing capture, uniform along the ray inside the scene box otherwise), each with its
+pixel's colour in frame 0. Scale from the 3 nearest points, opacity `init_opacity`.
+
+The scene extent (3DGS's `cameras_extent`: 1.1 x the largest distance of a training camera from
+their mean) scales the means' and the deformation's learning rates and the clone/split and prune
+sizes. `taichi-syncnerf export RUN --time F --out X.ply` writes the Gaussians deformed at scene time
+F in 3DGS's .ply layout.""",
     "offsets": """\
 One time offset `d_k` per camera, in normalised time units: a ray of camera `k` at frame time `t`
 queries the field at `t + d_k`. The test camera's offset is held at 0 during training, and with

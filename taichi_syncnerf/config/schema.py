@@ -29,7 +29,8 @@ GENERATE_ENCODINGS = ("default", "clean", "noisy")
 # The sections that only one model kind reads (each family's registry entry); every other section is shared.
 SECTIONS_OF_KIND = {kind: f.sections for kind, f in FAMILIES.items()}
 # Why a section does not apply to a kind, where there is more to say than the kind.
-NOT_APPLICABLE_BECAUSE = {("sampling", "sync-mixvoxels"): "its rays are drawn as whole pixel videos"}
+NOT_APPLICABLE_BECAUSE = {("sampling", "sync-mixvoxels"): "its rays are drawn as whole pixel videos",
+                          ("sampling", "sync-4dgs"): "it trains on whole images"}
 
 # Keys of the previous layout: a user's file or -o naming one is told the new name; a run folder's
 # saved config.yaml in the old layout is migrated silently. A section entry moves every key under it.
@@ -108,9 +109,11 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     kind: str = opt("sync-kplanes", "The model: `sync-kplanes` (K-Planes field with proposal sampling; the "
-                                    "`kplanes` and `sampling` sections) or `sync-mixvoxels` (MixVoxels VM grids, "
-                                    "static/dynamic routing and all-frames rendering; the `mixvoxels` section). "
-                                    "Chosen in one place, taichi_syncnerf/models/registry.py.",
+                                    "`kplanes` and `sampling` sections), `sync-mixvoxels` (MixVoxels VM grids, "
+                                    "static/dynamic routing and all-frames rendering; the `mixvoxels` section) or "
+                                    "`sync-4dgs` (3D Gaussians with the 4DGaussians deformation field, rasterized; "
+                                    "the `gaussians` section). Chosen in one place, "
+                                    "taichi_syncnerf/models/registry.py.",
                     "choice", choices=MODEL_KINDS)
     sync: bool = opt(True, "`true`: the training cameras' time offsets are learned. `false`: every offset stays "
                            "at 0 (the baseline without sync; `--no-sync`).", "bool")
@@ -266,6 +269,82 @@ class MixVoxelsConfig:
 
 
 @dataclass
+class GaussiansConfig:
+    max_gaussians: int = opt(400000, "The bound on the Gaussian count: every per-Gaussian buffer (parameters, Adam "
+                                     "moments, deformation, rasterizer) is allocated at it; densification stops "
+                                     "there (4DGaussians densifies below 360k).", min=1)
+    sh_degree: int = opt(3, "Largest spherical-harmonics degree of the colours (0..3: 1, 4, 9 or 16 "
+                            "coefficients per channel).", min=0, max=3)
+    sh_increase_every: int = opt(1000, "The active degree starts at 0 and rises by one every this many steps.", min=1)
+    init_points: int = opt(20000, "Random initial points when the dataset has no `points3d.npy` (see above).",
+                           min=1)
+    init_from_dataset: bool = opt(True, "Start from the dataset's `points3d.npy` when it has one.", "bool")
+    init_opacity: float = opt(0.1, "Opacity of the initial Gaussians.", "number", gt=0, lt=1)
+    static_steps: int = opt(3000, "Steps of the coarse stage (plain 3D Gaussians, no deformation); the fine stage "
+                                  "(deformation on, a new Adam state) follows.", min=0)
+    batch_images: int = opt(4, "Training images per step (loss averaged, gradients and densification statistics "
+                               "summed).", min=1)
+    crop: Any = opt(None, "`[width, height]`: train on a random window of that size of each image instead of "
+                          "the whole image. `null`: whole images.", "int_list", min=16, length=2, nullable=True)
+    ssim_weight: float = opt(0.0, "Weight `w` of D-SSIM in the loss `(1 - w) L1 + w (1 - SSIM)` (3DGS: 0.2; "
+                                  "4DGaussians: 0).", "number", min=0, max=1)
+    lr_position_init: float = opt(1.6e-4, "Learning rate of the means at the start of each stage, times the "
+                                          "scene extent.", "number", min=0)
+    lr_position_final: float = opt(1.6e-6, "... decayed exponentially to this (times the extent).", "number", min=0)
+    position_lr_steps: int = opt(20000, "... over this many steps of the stage.", min=1)
+    lr_feature: float = opt(2.5e-3, "Learning rate of the SH DC; the higher coefficients learn at 1/20 of it.",
+                            "number", min=0)
+    lr_opacity: float = opt(0.05, "Learning rate of the opacity logits.", "number", min=0)
+    lr_scaling: float = opt(5.0e-3, "Learning rate of the log-scales.", "number", min=0)
+    lr_rotation: float = opt(1.0e-3, "Learning rate of the quaternions.", "number", min=0)
+    lr_grid_init: float = opt(1.6e-3, "Learning rate of the deformation planes at the start of the fine stage, times "
+                                      "the extent.", "number", min=0)
+    lr_grid_final: float = opt(1.6e-4, "... decayed exponentially to this (times the extent).", "number", min=0)
+    lr_mlp_init: float = opt(1.6e-4, "Learning rate of the deformation MLPs at the start of the fine stage, times "
+                                     "the extent.", "number", min=0)
+    lr_mlp_final: float = opt(1.6e-5, "... decayed exponentially to this (times the extent).", "number", min=0)
+    deform_lr_steps: int = opt(14000, "Steps of the fine stage over which the deformation's rates decay.", min=1)
+    plane_features: int = opt(16, "Features per plane texel of the deformation's space-time planes.", min=1)
+    plane_res: int = opt(64, "Base resolution of the planes along x, y and z.", min=2)
+    plane_multires: list = opt([1, 2], "One scale per entry: the space resolution is `plane_res` times it.",
+                               "int_list", min=1, nonempty=True)
+    time_res: Any = opt("auto", "Resolution of the planes along time (not multiplied); `auto` = "
+                                "`max(2, ceil(F / 2))` (150 for 300 frames, as 4DGaussians on DyNeRF).",
+                        min=2, also=("auto",))
+    deform_width: int = opt(128, "Width `W` of the deformation MLPs.", min=1)
+    deform_depth: int = opt(0, "Trunk depth: 0 or 1 is one Linear(F, W) (4DGaussians); each extra level adds a "
+                               "ReLU and a Linear(W, W).", min=0)
+    deform_heads: Any = opt(["position", "scale", "rotation", "opacity", "sh"],
+                            "The deltas the deformation predicts, a list of `position`, `scale`, `rotation`, "
+                            "`opacity`, `sh` (DyNeRF: all five; D-NeRF: the first three).",
+                            "any", allowed="a non-empty list of position, scale, rotation, opacity, sh")
+    deform_zero_init: bool = opt(False, "`true`: each head's last layer starts at 0, so the deformation is exactly "
+                                        "0 when the fine stage starts. `false`: Xavier weights and PyTorch's "
+                                        "default biases, as 4DGaussians.", "bool")
+    plane_tv: float = opt(2.0e-4, "Total variation of the space planes (the K-Planes form of "
+                                  "kernels/plane_regularizers.py), fine stage only.", "number", min=0)
+    time_smoothness: float = opt(1.0e-3, "Squared second difference along time of the time planes.", "number", min=0)
+    l1_time_planes: float = opt(1.0e-4, "`mean(|1 - P|)` of the time planes.", "number", min=0)
+    densify_from: int = opt(500, "Density control runs after steps `k` with `densify_from < k < densify_until` "
+                                 "and `k` a multiple of `densify_every`.", min=0)
+    densify_until: int = opt(10000, "See `densify_from`; the view-space gradient statistics stop here.", min=0)
+    densify_every: int = opt(100, "See `densify_from`.", min=1)
+    grad_threshold: float = opt(2.0e-4, "Mean view-space gradient (NDC units) from which a Gaussian is cloned or "
+                                        "split.", "number", gt=0)
+    percent_dense: float = opt(0.01, "Cloned when its largest scale is at most this times the extent, else split.",
+                               "number", gt=0)
+    min_opacity: float = opt(0.005, "Pruned below this opacity.", "number", min=0, lt=1)
+    prune_above: int = opt(200000, "Pruning runs only while the count exceeds this (3DGS: 0; 4DGaussians: 200k).",
+                           min=0)
+    max_screen_radius: float = opt(20.0, "After the first opacity reset, also pruned above this screen radius "
+                                         "(pixels) ...", "number", gt=0)
+    max_world_scale: float = opt(0.1, "... or above this largest scale times the extent.", "number", gt=0)
+    opacity_reset_every: Any = opt(None, "Every this many steps (before `densify_until`) every opacity becomes at "
+                                         "most 0.01. `null`: never (4DGaussians on DyNeRF; 3DGS: 3000).",
+                                   min=1, nullable=True)
+
+
+@dataclass
 class OffsetsConfig:
     lr_scale: float = opt(0.1, "The offsets' learning rate is `lr_scale * train.lr`; it follows the same schedule "
                                "(`train.schedule`).", "number", min=0)
@@ -307,7 +386,8 @@ class TrainConfig:
                                 "`batch_rays` × samples per level. Evaluation and rendering process images in "
                                 "chunks of this many rays, and `testoptim.batch_rays` must not exceed it.", min=1)
     lr: float = opt(0.01, "Adam learning rate of the field (K-Planes: every field and proposal parameter group; "
-                          "Sync-MixVoxels: the grids); the offsets use `lr * offsets.lr_scale`.", "number", gt=0)
+                          "Sync-MixVoxels: the grids; Sync-4DGS: none, its rates are in `gaussians`); the offsets "
+                          "use `lr * offsets.lr_scale`.", "number", gt=0)
     warmup_steps: int = opt(512, "`warmup_cosine` only: the rate rises linearly over this many steps, then decays "
                                  "with a cosine.", min=0)
     schedule: str = opt("warmup_cosine", "Learning-rate factor applied to every group: `warmup_cosine`, or "
@@ -352,6 +432,7 @@ class Config:
     model: ModelConfig = section(ModelConfig)
     kplanes: KPlanesConfig = section(KPlanesConfig)
     mixvoxels: MixVoxelsConfig = section(MixVoxelsConfig)
+    gaussians: GaussiansConfig = section(GaussiansConfig)
     offsets: OffsetsConfig = section(OffsetsConfig)
     sampling: SamplingConfig = section(SamplingConfig)
     train: TrainConfig = section(TrainConfig)

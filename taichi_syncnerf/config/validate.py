@@ -169,6 +169,11 @@ def _cross_checks(cfg: dict, require) -> None:
     mx = cfg["mixvoxels"]
     require(mx["voxels_final"] >= mx["voxels_init"], "mixvoxels.voxels_final", "must be >= mixvoxels.voxels_init",
             "mixvoxels.voxels_init")
+    heads = cfg["gaussians"]["deform_heads"]
+    require(isinstance(heads, list) and len(heads) > 0 and len(set(map(str, heads))) == len(heads)
+            and all(h in ("position", "scale", "rotation", "opacity", "sh") for h in heads),
+            "gaussians.deform_heads", "must be a non-empty list of distinct names among position, scale, rotation, "
+            f"opacity, sh, got {heads!r}")
     to, t = cfg["testoptim"], cfg["train"]
     require(to["variation_steps"] == 0 or cfg["model"]["kind"] == "sync-mixvoxels", "testoptim.variation_steps",
             "only sync-mixvoxels has a variation field; set it to 0")

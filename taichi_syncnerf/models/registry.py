@@ -29,6 +29,8 @@ FAMILIES = {f.kind: f for f in (
            ("kplanes", "sampling"), "K-Planes space-time planes with proposal samplers (hybrid or explicit decoder)"),
     Family("sync-mixvoxels", "taichi_syncnerf.models.mixvoxels.model", "SyncMixVoxels", "pixel-videos",
            ("mixvoxels",), "MixVoxels static/dynamic VM grids with a variation field and an implicit time function"),
+    Family("sync-4dgs", "taichi_syncnerf.models.gaussians.model", "SyncGaussians", "images",
+           ("gaussians",), "3D Gaussians deformed by the 4DGaussians space-time planes and MLPs, rasterized by tiles"),
 )}
 
 
@@ -80,5 +82,4 @@ def build_model(cfg: dict, source):
         from taichi_syncnerf.data.loaders import warn
 
         warn(message)
-    return cls(cfg, source.n_cameras, source.n_frames, source.test_index, source.ndc, source.near, source.far,
-               source.bbox, source.background, max_rays=int(cfg["train"]["batch_rays"]))
+    return cls.build(cfg, source)

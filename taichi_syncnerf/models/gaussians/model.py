@@ -1,0 +1,224 @@
+"""Sync-4DGS: 3D Gaussians, the 4DGaussians deformation field and per-camera time offsets.
+
+One training step on a batch of whole training images (the ``images`` sampler), per image:
+
+1. time ``t = t(frame) + d_cam`` (:mod:`taichi_syncnerf.timeline`, the camera's offset);
+2. in the fine stage (from ``gaussians.static_steps``) the deformation field gives every
+   Gaussian's deltas at ``t`` (:mod:`.deform`); the coarse stage renders the canonical Gaussians;
+3. the tile rasterizer (:mod:`taichi_syncnerf.kernels.splat`) renders the camera, OpenGL
+   camera-to-world in the dataset's world (never NDC);
+4. loss ``(1 - w) L1 + w D-SSIM`` (:mod:`.loss`), rasterizer backward, deformation backward; the
+   summed dL/dt is the gradient of the camera's offset;
+5. after the batch: the plane regularisers (fine stage), the offsets' L1, one Adam step (the
+   4DGaussians learning rates and decays, the offsets in their own group), density control
+   (:mod:`.density`).
+
+The fine stage starts with a new Adam state for the Gaussians (4DGaussians restarts its optimiser)
+and with the density statistics cleared; the offsets train from ``offsets.start_step`` (set it at
+or after the fine stage: before it they have no gradient). Implements :mod:`taichi_syncnerf.models.base`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from taichi_syncnerf.models.base import SyncModel
+from taichi_syncnerf.models.gaussians.cloud import DELTAS, GaussianCloud
+from taichi_syncnerf.models.gaussians.deform import Deformation
+from taichi_syncnerf.models.gaussians.density import DensityControl
+from taichi_syncnerf.models.gaussians.loss import image_loss
+from taichi_syncnerf.models.gaussians.state import GaussianState
+from taichi_syncnerf.offsets import TimeOffsets
+
+
+def resolve_time_res(value, n_frames: int) -> int:
+    return max(2, int(math.ceil(n_frames / 2))) if value == "auto" else int(value)
+
+
+class SyncGaussians(GaussianState, SyncModel):
+    """The whole model (see the module docstring); ``extent`` is the scene extent (3DGS), the
+    initial Gaussians come from ``init()`` at the first training step."""
+
+    kind = "sync-4dgs"
+
+    def __init__(self, cfg: dict, n_cameras: int, n_frames: int, test_index: int, background, width: int,
+                 height: int, extent: float, init=None):
+        g = cfg["gaussians"]
+        self.cfg, self.g = cfg, g
+        self.sync = bool(cfg["model"]["sync"])
+        self.n_frames = int(n_frames)
+        self.background = tuple(float(v) for v in background)
+        self.size = (int(width), int(height))
+        self.max_rays = int(width) * int(height)
+        self.extent = float(extent) if extent > 1e-9 else 1.0
+        seed = int(cfg["train"]["seed"])
+        cap = int(g["max_gaussians"])
+        self.cloud = GaussianCloud(cap, int(g["sh_degree"]))
+        widths = {"position": 3, "scale": 3, "rotation": 4, "opacity": 1, "sh": 3 * self.cloud.n_coeffs}
+        heads = {h: widths[h] for h in DELTAS if h in g["deform_heads"]}
+        self.deform = Deformation(g, cap, heads, resolve_time_res(g["time_res"], n_frames), [[-1.0] * 3, [1.0] * 3],
+                                  seed + 5)
+        self.density = DensityControl(g, cap, self.extent)
+        self.offsets = TimeOffsets.from_config(cfg, n_cameras, n_frames, test_index)
+        self._init = init
+        self._rasterizers = []
+        self.fine = False
+        self.sh_active = 0
+        self._rng = np.random.default_rng(seed + 23)
+        self._build_optimizer()
+
+    @classmethod
+    def build(cls, cfg: dict, source) -> "SyncGaussians":
+        from taichi_syncnerf.models.gaussians.points import camera_extent, initial_gaussians
+
+        extent = camera_extent(source.ds.c2w[source.train_indices])
+        return cls(cfg, source.n_cameras, source.n_frames, source.test_index, source.background, source.width,
+                   source.height, extent, init=lambda: initial_gaussians(source, cfg))
+
+    @classmethod
+    def min_frames(cls, cfg: dict) -> tuple[int, str]:
+        from taichi_syncnerf.errors import ConfigError
+
+        g = cfg["gaussians"]
+        if not float(g["time_smoothness"]):
+            return 2, "a time offset needs at least 2 frames"
+        if g["time_res"] == "auto":
+            return 5, "gaussians.time_smoothness needs gaussians.time_res >= 3, and time_res: auto is half the frames"
+        if int(g["time_res"]) < 3:
+            raise ConfigError(f"gaussians.time_smoothness needs gaussians.time_res >= 3, got {g['time_res']} "
+                              "(or set gaussians.time_smoothness: 0)")
+        return 2, "a time offset needs at least 2 frames"
+
+    # ------------------------------------------------------------------ rendering
+    def _rasterizer(self, width: int, height: int):
+        from taichi_syncnerf.kernels.splat import Rasterizer
+
+        for ras in self._rasterizers:
+            if ras.width >= width and ras.height >= height:
+                return ras
+        w, h = max(width, self.size[0]), max(height, self.size[1])
+        ras = Rasterizer(self.cloud.capacity, w, h, self.cloud.sh_degree)
+        self._rasterizers.append(ras)
+        return ras
+
+    def _forward(self, intrinsics, c2w, t: float, deform: bool):
+        """Rasterize the Gaussians at time ``t`` for one camera; returns (rasterizer, deltas or None)."""
+        from taichi_syncnerf.kernels.splat import Camera
+
+        self._ensure_init()
+        deltas = self.deform.forward(self.cloud.params["means"], self.cloud.n, t) if deform else None
+        self.cloud.compose(deltas)
+        ras = self._rasterizer(int(intrinsics.width), int(intrinsics.height))
+        c = self.cloud
+        ras.forward(c.means, c.log_scales, c.quats, c.opacity, c.sh, c.n, Camera.from_opengl_c2w(intrinsics, c2w),
+                    self.background, sh_degree=self.sh_active)
+        return ras, deltas
+
+    def view_time(self, time: float, cam: int) -> float:
+        return float(time) + float(self.offsets.params[int(cam)])
+
+    def render_view_layers(self, view, layers: bool = False, cancel=None) -> dict | None:
+        h, w = view.height, view.width
+        ras, _ = self._forward(view.intrinsics, view.c2w, self.view_time(view.time, view.cam), self.fine)
+        out = {"rgb": np.clip(ras.colour.to_numpy()[:h, :w].astype(np.float64), 0.0, 1.0)}
+        if layers:
+            out["depth"] = ras.depth.to_numpy()[:h, :w].astype(np.float64)
+            out["opacity"] = ras.alpha.to_numpy()[:h, :w].astype(np.float64)
+        return out
+
+    def render_pixels(self, view, x, y) -> np.ndarray:
+        return self.render_view(view)[np.asarray(y, np.int64), np.asarray(x, np.int64)]
+
+    def render_rays_chunk(self, rays: dict) -> np.ndarray:
+        raise NotImplementedError("sync-4dgs renders whole views (render_view), not single rays")
+
+    # ------------------------------------------------------------------ training
+    def train_on(self, batch: dict, step: int, lr_scale: float, offsets_frozen: bool,
+                 offsets_only: bool = False) -> dict:
+        self._ensure_init()
+        if not offsets_only:
+            self._set_stage(step)
+            self.sh_active = min(self.cloud.sh_degree, step // max(1, int(self.g["sh_increase_every"])))
+        views = batch["views"]
+        stats = {"loss": 0.0, "mse": 0.0}
+        time_grads = np.zeros(self.offsets.n_cameras)
+        for v in views:
+            s = self.forward_backward(v, 1.0 / len(views), accumulate_density=not offsets_only)
+            stats["loss"] += s["loss"] / len(views)
+            stats["mse"] += s["mse"] / len(views)
+            time_grads[v["cam"]] += s["time_grad"]
+        if self.fine and not offsets_only:
+            from taichi_syncnerf.kernels.plane_regularizers import plane_regularizers
+
+            regs = plane_regularizers(self.deform.encoder, self.g["plane_tv"], self.g["time_smoothness"],
+                                      self.g["l1_time_planes"])
+            stats.update({k: v for k, v in regs.items() if v})
+            stats["loss"] += sum(regs.values())
+        train_offsets = self.sync and self.fine and not offsets_frozen
+        if train_offsets:
+            stats["offsets_l1"] = self.offsets.l1()
+            stats["loss"] += stats["offsets_l1"]
+        self.offsets.apply_mask_to_grad()
+        self._optimizer_step(step, lr_scale, not train_offsets, offsets_only)
+        if not offsets_only:
+            stats.update(self._density_step(step))
+        stats["psnr"] = -10.0 * math.log10(max(stats["mse"], 1e-12))
+        stats["gaussians"] = float(self.cloud.n)
+        stats["time_grad_abs"] = float(np.abs(time_grads).sum())
+        return stats
+
+    def forward_backward(self, view: dict, weight: float = 1.0, accumulate_density: bool = False) -> dict:
+        """Loss of one training image (``cam``, ``time``, ``intrinsics``, ``c2w``, ``rgb`` (h, w, 3)) and
+        its gradient times ``weight`` ACCUMULATED into every parameter group (the camera's offset
+        through the deformation's time); ``time_grad`` is dLoss/dt (unweighted)."""
+        intr = view["intrinsics"]
+        h, w = int(intr.height), int(intr.width)
+        cam = int(view["cam"])
+        ras, deltas = self._forward(intr, view["c2w"], self.view_time(view["time"], cam), self.fine)
+        pred = ras.colour.to_numpy()[:h, :w].astype(np.float64)
+        gt = np.asarray(view["rgb"], np.float64)
+        loss, grad = image_loss(pred, gt, float(self.g["ssim_weight"]))
+        ras.backward(d_colour=grad * weight)
+        if accumulate_density:
+            self.density.accumulate(ras, self.cloud.n)
+        self.cloud.scatter(ras, deltas)
+        dt = 0.0
+        if deltas is not None:
+            dt = self.deform.backward(self.cloud.params["means"], self.cloud.n) / weight
+            if self.sync:
+                self.offsets.params.grad[cam] += dt * weight
+        return {"loss": loss, "mse": float(np.mean((pred - gt) ** 2)), "time_grad": dt}
+
+    def _set_stage(self, step: int) -> None:
+        fine = step >= int(self.g["static_steps"])
+        if fine and not self.fine:               # 4DGaussians: a new optimiser and new statistics
+            for name in self.cloud.groups():
+                m, v = self.optimizer.moments(name)
+                self.optimizer.set_moments(name, np.zeros_like(m), np.zeros_like(v), step=0)
+            self.density.reset_stats()
+        self.fine = fine
+
+    def _density_step(self, step: int) -> dict:
+        densify, reset = self.density.due(step)
+        out = {}
+        if densify:
+            out = {k: float(v) for k, v in self.density.densify_and_prune(self.cloud, self.optimizer, step,
+                                                                          self._rng).items()}
+        if reset:
+            self.density.reset_opacity(self.cloud, self.optimizer)
+        return out
+
+    def prepare_testoptim(self, test_index: int, lr: float) -> None:
+        self.offsets.only(test_index, lr)
+        self.sync = True
+        self.base_lr["offsets"] = float(lr)
+
+    def _ensure_init(self) -> None:
+        if self.cloud.n == 0 and self._init is not None:
+            arrays = self._init()
+            self._init = None
+            self.cloud.set(arrays)
+            p = arrays["means"]
+            margin = 1e-3 * max(float(np.ptp(p, axis=0).max()), 1e-6)
+            self.deform.set_box([p.min(0) - margin, p.max(0) + margin])

@@ -1,0 +1,126 @@
+"""Where the Gaussians start: the initial points, their colours and scales, and the scene extent.
+
+* The dataset's sparse points when it has them (``points3d.npy`` in the dataset folder: (N, 3)
+  positions, or (N, 6) with RGB in [0, 1], in the files' world, moved into the loader's world by
+  ``world_from_source``; ``prepare`` writes it from its SfM reconstruction).
+* Otherwise ``gaussians.init_points`` random points that training cameras see: a random pixel of a
+  random training camera at a random depth, uniform in disparity between the camera's near and far
+  bounds (forward-facing scenes) or uniform along the part of the ray inside the scene box
+  (``model.bbox`` or the dataset's, world-space scenes). Each takes its pixel's colour in the
+  camera's first frame: "random points in the scene box" that start with a plausible colour.
+
+A point becomes a Gaussian as in 3DGS (GAUSSIAN_REFERENCE.md section 7): SH DC = RGB2SH(colour),
+the rest 0, opacity ``logit(init_opacity)``, isotropic log-scale ``ln sqrt(mean squared distance to
+the 3 nearest other points)`` (floor 1e-7), quaternion (1, 0, 0, 0). The scene extent is 1.1 x the
+largest distance of a training camera's centre from their mean (3DGS's ``cameras_extent``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+SH_C0 = 0.28209479177387814
+POINTS_FILE = "points3d.npy"
+
+
+def camera_extent(c2w: np.ndarray) -> float:
+    centres = np.asarray(c2w, np.float64)[:, :3, 3]
+    return float(1.1 * np.max(np.linalg.norm(centres - centres.mean(0), axis=1)))
+
+
+def knn_log_scales(points: np.ndarray, k: int = 3, chunk: int = 1024) -> np.ndarray:
+    """``ln sqrt(mean squared distance to the k nearest other points)`` per point (brute force in
+    chunks: O(N^2), fine for the tens of thousands of an initial cloud)."""
+    p = np.asarray(points, np.float64)
+    n = len(p)
+    if n <= 1:
+        return np.full(n, np.log(0.01))
+    k = min(k, n - 1)
+    sq = (p ** 2).sum(1)
+    out = np.empty(n)
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        d2 = np.maximum(sq[a:b, None] + sq[None, :] - 2.0 * p[a:b] @ p.T, 0.0)
+        d2[np.arange(b - a), np.arange(a, b)] = np.inf
+        out[a:b] = np.partition(d2, k - 1, axis=1)[:, :k].mean(1)
+    return 0.5 * np.log(np.maximum(out, 1e-7))
+
+
+def gaussians_from_points(points, colours, init_opacity: float, sh_degree: int) -> dict:
+    """The raw arrays of :class:`~taichi_syncnerf.models.gaussians.cloud.GaussianCloud` for points
+    (N, 3) with colours (N, 3) in [0, 1]."""
+    p = np.asarray(points, np.float64)
+    n = len(p)
+    k = (int(sh_degree) + 1) ** 2
+    logit = float(np.log(init_opacity / (1.0 - init_opacity)))
+    return {"means": p.copy(), "sh_dc": (np.asarray(colours, np.float64) - 0.5) / SH_C0,
+            "sh_rest": np.zeros((n, 3 * (k - 1))), "opacity": np.full(n, logit),
+            "log_scales": np.repeat(knn_log_scales(p)[:, None], 3, axis=1),
+            "quats": np.tile([1.0, 0.0, 0.0, 0.0], (n, 1))}
+
+
+def dataset_points(source) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(points, colours)`` of the dataset's ``points3d.npy`` in the loader's world, or None."""
+    from taichi_syncnerf.errors import DataError
+
+    path = Path(source.ds.root) / POINTS_FILE
+    if not path.is_file():
+        return None
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable .npy array ({type(e).__name__})") from None
+    if a.ndim != 2 or a.shape[1] not in (3, 6) or len(a) < 1 or not np.all(np.isfinite(a)):
+        raise DataError(f"{path}: expected an (N, 3) or (N, 6) array of finite points, got shape {a.shape}")
+    a = a.astype(np.float64)
+    world = np.asarray(source.ds.scene.world_from_source, np.float64)
+    pts = a[:, :3] @ world[:3, :3].T + world[:3, 3]
+    colours = np.clip(a[:, 3:6], 0.0, 1.0) if a.shape[1] == 6 else np.full((len(a), 3), 0.5)
+    return pts, colours
+
+
+def random_points(source, count: int, rng: np.random.Generator, box=None) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` points seen by random pixels of the training cameras (see the module docstring)."""
+    from taichi_syncnerf.data.cameras import generate_rays
+
+    ds = source.ds
+    cams = rng.choice(np.asarray(source.train_indices), count)
+    x = rng.integers(0, source.width, count)
+    y = rng.integers(0, source.height, count)
+    pts = np.empty((count, 3))
+    colours = np.empty((count, 3))
+    u = rng.uniform(0.0, 1.0, count)
+    bounds = getattr(ds.scene, "bounds", None)
+    for k in np.unique(cams):
+        sel = np.flatnonzero(cams == k)
+        o, d = generate_rays(ds.intrinsics[k], ds.c2w[k], x[sel], y[sel], normalize=False)   # d: camera z = -1
+        if ds.ndc and bounds is not None:
+            near, far = float(bounds[k, 0]), float(bounds[k, 1])
+            depth = 1.0 / (1.0 / near + u[sel] * (1.0 / far - 1.0 / near))
+        else:
+            lo, hi = np.asarray(box if box is not None else source.bbox, np.float64).reshape(2, 3)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t0, t1 = (lo - o) / d, (hi - o) / d
+            enter = np.maximum(np.nanmax(np.minimum(t0, t1), 1), source.near)
+            leave = np.minimum(np.nanmin(np.maximum(t0, t1), 1), source.far)
+            leave = np.where(leave > enter, leave, enter + 1e-3)
+            depth = enter + u[sel] * (leave - enter)
+        pts[sel] = o + d * depth[:, None]
+        colours[sel] = np.asarray(ds.frames[k, 0], np.float64)[y[sel], x[sel]] / 255.0
+    return pts, colours
+
+
+def initial_gaussians(source, cfg: dict) -> dict:
+    """The starting Gaussians of a run of ``cfg`` on ``source`` (see the module docstring)."""
+    g = cfg["gaussians"]
+    found = dataset_points(source) if g["init_from_dataset"] else None
+    rng = np.random.default_rng(int(cfg["train"]["seed"]) + 17)
+    if found is None:
+        found = random_points(source, int(g["init_points"]), rng, cfg["model"]["bbox"])
+    pts, colours = found
+    cap = int(g["max_gaussians"])
+    if len(pts) > cap:
+        keep = np.sort(rng.choice(len(pts), cap, replace=False))
+        pts, colours = pts[keep], colours[keep]
+    return gaussians_from_points(pts, colours, float(g["init_opacity"]), int(g["sh_degree"]))
