@@ -212,8 +212,15 @@ def stage_cache(args) -> dict:
 
 
 def stat_kinds(cfg: dict) -> list:
-    if cfg["model"]["kind"] == "sync-mixvoxels":
+    """The per-pixel statistics the preset's sampler reads: ISG / IST weights on their schedule (pixel
+    rays), std maps and mean colours (pixel videos), none (whole images)."""
+    from taichi_syncnerf.models.registry import family
+
+    sampler = family(cfg["model"]["kind"]).sampler
+    if sampler == "pixel-videos":
         return ["std", "mean"]
+    if sampler != "pixels":
+        return []
     s = cfg["sampling"]
     return [k for k, step in (("isg", s["isg_step"]), ("ist", s["ist_step"])) if step is not None]
 

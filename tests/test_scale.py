@@ -144,9 +144,10 @@ def test_projection_arithmetic():
 
 def test_stage_lists_and_overrides():
     scale = _scale()
-    assert scale.presets("plenoptic") == ["plenoptic/sync-kplanes-explicit", "plenoptic/sync-kplanes-hybrid",
-                                         "plenoptic/sync-mixvoxels"]
-    assert len(scale.presets("blender")) == 3
+    for name in ("plenoptic", "blender"):
+        got = scale.presets(name)
+        assert got == sorted(f"{name}/{p.stem}" for p in (ROOT / "configs" / name).glob("*.yaml"))
+        assert {f"{name}/sync-kplanes-explicit", f"{name}/sync-kplanes-hybrid", f"{name}/sync-mixvoxels"} <= set(got)
 
     class A:
         steps, plenoptic_downsample = 5, 1
@@ -155,6 +156,7 @@ def test_stage_lists_and_overrides():
     from taichi_syncnerf.config import load_config
     kinds = {p: scale.stat_kinds(load_config(p)) for p in scale.presets("plenoptic")}
     assert kinds["plenoptic/sync-mixvoxels"] == ["std", "mean"] and kinds["plenoptic/sync-kplanes-hybrid"] == ["isg", "ist"]
+    assert all(kinds[p] == [] for p in kinds if load_config(p)["model"]["kind"] == "sync-4dgs")  # whole images
     # a reused capture or cache carries no memory figures
     assert not scale.measured({"stage": "cache", "built": False, "peak_anon_mib": 5})
     assert scale.measured({"stage": "train", "peak_anon_mib": 5})
