@@ -201,9 +201,10 @@ Used when `model.kind: sync-4dgs` (Sync-4DGS; `model.sync: false` gives the 4DGa
 defaults are 4DGaussians' published DyNeRF (Plenoptic) settings; `configs/synthetic/sync-4dgs.yaml`
 sizes the model for 2 CPU cores. `model.bbox` (for the random initial points of a world-space
 scene), `offsets`, `train` (steps, seed, schedule, validation, logs, checkpoints), `testoptim` and
-`eval` apply; `kplanes`, `mixvoxels` and `sampling` do not. `train.lr` only sets the offsets' rate
-(`train.lr * offsets.lr_scale`); `train.batch_rays` and `testoptim.batch_rays` are not used (a batch
-is `batch_images` images; `testoptim` draws them from the test camera).
+`eval` apply; `kplanes`, `mixvoxels` and `sampling` do not. `train.lr` and `train.schedule` only
+set the offsets' rate (`train.lr * offsets.lr_scale` times the schedule's factor): the Gaussians and
+the deformation follow the exponential decays below; `train.batch_rays` and `testoptim.batch_rays`
+are not used (a batch is `batch_images` images; `testoptim` draws them from the test camera).
 
 The model (taichi_syncnerf/models/gaussians/): 3D Gaussians (mean, SH colour, opacity logit,
 log-scales, quaternion), rendered by the tile rasterizer kernels/splat.py in the dataset's world

@@ -5,9 +5,10 @@ Groups: one per Gaussian attribute (``means``, ``sh_dc``, ``sh_rest``, ``opacity
 ``offsets``. Rates (GAUSSIAN_REFERENCE.md section 5): the means decay exponentially from
 ``lr_position_init`` to ``lr_position_final`` (x extent) over ``position_lr_steps`` steps of the
 current stage; the planes and MLPs from ``lr_grid_*`` / ``lr_mlp_*`` (x extent) over
-``deform_lr_steps`` steps of the fine stage; ``sh_rest`` learns at ``lr_feature / 20``. Every rate
-is multiplied by the training loop's ``lr_scale`` (``train.schedule``; ``constant`` keeps the
-published rates). Adam: betas (0.9, 0.999), eps 1e-15.
+``deform_lr_steps`` steps of the fine stage; ``sh_rest`` learns at ``lr_feature / 20``. The offsets
+learn at ``train.lr * offsets.lr_scale`` times the training loop's ``lr_scale`` (``train.schedule``),
+as in the other families; the Gaussians' and the deformation's rates follow only their own decays.
+Adam: betas (0.9, 0.999), eps 1e-15.
 
 Checkpoints hold the ``n`` Gaussians only: ``gaussians/count``, ``gaussians/<attribute>`` (n, dim),
 their Adam moments (``adam/<attribute>/m`` of n x dim values), the density statistics, the
@@ -66,7 +67,7 @@ class GaussianState:
             frozen = ((is_off and (offsets_frozen or not self.sync)) or (offsets_only and not is_off)
                       or (name.startswith("deform.") and not self.fine))
             self.optimizer.freeze(name, frozen)
-            lr = self._rate(name, step) * lr_scale
+            lr = self._rate(name, step) * (lr_scale if is_off else 1.0)
             self.optimizer.set_lr(name, lr)
             self.lrs[name] = lr
         self.optimizer.step()
