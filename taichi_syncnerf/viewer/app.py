@@ -5,7 +5,7 @@ resolution, camera path), its drawing of the rig and a render thread. The pictur
 browser canvas's own size (or a chosen part of it): while the camera moves (or time plays) at the
 "while moving" resolution (by default the one that renders at ``AUTO_FPS``); once the camera has
 rested ``SETTLE_S`` seconds the view is refined in passes over one image (:func:`pass_strides`):
-every 8th (or 4th, 2nd) pixel first, a first picture within about ``REFINE_S``, then the pixels
+every 16th (or 8th, 4th, 2nd) pixel first, a first picture within about ``REFINE_S``, then the pixels
 between, each pass shown as it ends, no ray rendered twice; a resting frame is abandoned as soon as
 the view, the time or the choice shown changes.
 
@@ -130,7 +130,7 @@ class FrameStats:
         return " · ".join(parts)
 
 
-def pass_strides(n_pixels: int, rays_per_s: float | None, most: int = 8) -> tuple[int, ...]:
+def pass_strides(n_pixels: int, rays_per_s: float | None, most: int = 16) -> tuple[int, ...]:
     """The passes a resting frame of ``n_pixels`` is rendered in (see
     :meth:`taichi_syncnerf.viewer.live.RunModel.render_progressive`): strides halving down to 1, the
     first the smallest (up to ``most``) whose pass is predicted (at ``rays_per_s``) to take no more
@@ -177,6 +177,7 @@ class Session:
         self.alive = True
         self.snapped: int | None = None
         self._snap_pose = None                    # (position, forward) the view was snapped to
+        self._pre_snap_pose = None                # and the one it left, which the browser may still report
         self._snap_echo_until = 0.0
         self.last_move = time.monotonic()
         self.last_view = None                     # the pose of the last camera message that moved it
@@ -340,6 +341,7 @@ class Session:
         self.paths.stop_preview()
         c2w = np.asarray(src.ds.c2w[k], np.float64)
         self.snapped = k
+        self._pre_snap_pose = self._here()
         self._snap_pose = (c2w[:3, 3].copy(), -c2w[:3, 2].copy())
         self._snap_echo_until = time.monotonic() + SNAP_ECHO_S
         self.set_view(c2w, camera_fov(src.ds.intrinsics[k])[0])
@@ -364,13 +366,21 @@ class Session:
             c.snap.value = FREE_VIEW
         self.update_clock()
 
-    def _at_snapped_pose(self) -> bool:
+    def _here(self) -> tuple[np.ndarray, np.ndarray]:
+        """(position, viewing direction) of the browser's camera as last reported."""
         cam = self.client.camera
-        pos, forward = self._snap_pose
-        here = np.asarray(cam.position, np.float64)
-        look = c2w_from_viser(cam.wxyz, cam.position)[:, 2] * -1.0
+        return np.asarray(cam.position, np.float64).copy(), -c2w_from_viser(cam.wxyz, cam.position)[:, 2]
+
+    def _is_at(self, pose) -> bool:
+        if pose is None:
+            return False
+        pos, forward = pose
+        here, look = self._here()
         tol = 1e-4 * max(1.0, float(np.linalg.norm(pos))) + 1e-3 * self.viewer.rig_scale
         return bool(np.linalg.norm(here - pos) < tol and float(look @ forward) > 1.0 - 1e-5)
+
+    def _at_snapped_pose(self) -> bool:
+        return self._is_at(self._snap_pose)
 
     def _pose_key(self):
         cam = self.client.camera
@@ -386,8 +396,8 @@ class Session:
         if self.snapped is not None and not self.paths.previewing:
             if self._at_snapped_pose():
                 self._snap_echo_until = 0.0          # the browser is there: any other pose is a move away
-            elif time.monotonic() > self._snap_echo_until:
-                self._unsnap()
+            elif time.monotonic() > self._snap_echo_until or not self._is_at(self._pre_snap_pose):
+                self._unsnap()                       # (before it got there it may report the pose it left)
 
     # ----- rendering
     def _canvas(self) -> tuple[int, int]:

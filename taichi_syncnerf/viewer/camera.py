@@ -57,21 +57,23 @@ def view_intrinsics(fov_y: float, aspect: float, height: int) -> Intrinsics:
 
 
 def view_rays(source, c2w, intr: Intrinsics, scene_frame: float, ref_cam: int,
-              offsets_frames) -> tuple[dict, np.ndarray]:
-    """Every pixel's ray (row-major) for a view at pose ``c2w`` with intrinsics ``intr``, at scene time
-    ``scene_frame`` (frames of the scene clock: frame f of camera k shows scene time f + offset_k).
+              offsets_frames, x=None, y=None) -> tuple[dict, np.ndarray]:
+    """Every pixel's ray (row-major), or those of pixels ``(x, y)`` ((N,) arrays), for a view at pose
+    ``c2w`` with intrinsics ``intr``, at scene time ``scene_frame`` (frames of the scene clock: frame
+    f of camera k shows scene time f + offset_k).
 
     The rays carry camera ``ref_cam`` and that camera's frame ``scene_frame - offsets_frames[ref_cam]``,
     so the model, which adds the camera's learned offset, looks the scene up at ``scene_frame``.
 
     Returns:
         rays: dict as :meth:`taichi_syncnerf.rays.RaySource.image_rays` (origins, dirs, view_dirs,
-            times, cams) for ``intr.height * intr.width`` pixels.
+            times, cams) for ``intr.height * intr.width`` pixels (or the N asked for).
         valid: (N,) bool; False for rays of an NDC scene that do not point into it (looking away from
             the scene's forward direction); those rays are replaced by a harmless one and their pixels
             should be shown black.
     """
-    x, y = pixel_grid(intr.width, intr.height)
+    if x is None:
+        x, y = pixel_grid(intr.width, intr.height)
     o, d = generate_rays(intr, np.asarray(c2w, np.float64)[:3, :4], x, y, normalize=not source.ndc)
     valid = np.ones(len(o), bool)
     if source.ndc:

@@ -2,10 +2,10 @@
 
 Training needs no change for a live view: it writes ``checkpoints/step-XXXXXXXX.npz`` atomically,
 and :meth:`RunModel.poll` loads the newest one when its step is newer than the one shown. A view is
-rendered through the model contract (:class:`taichi_syncnerf.models.base.View`,
-``render_view_layers``), as ``render`` and ``eval`` render theirs, so every model family is shown
-the same way; a ray family (the contract's default rendering) is rendered in passes over its pixels
-(:meth:`RunModel.render_progressive`), an image family in one go.
+rendered as the model contract renders a :class:`taichi_syncnerf.models.base.View` (``render`` and
+``eval`` render theirs so): an image family through its ``render_view_layers``, a ray family from
+the rays ``RaySource.pose_view`` gives (:func:`taichi_syncnerf.viewer.camera.view_rays`), in passes
+over its pixels, each pass's rays made for its pixels only (:meth:`RunModel.render_progressive`).
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import numpy as np
 
 from taichi_syncnerf.errors import UserError
 from taichi_syncnerf.run_folder import RunFolder
+from taichi_syncnerf.viewer.camera import view_rays
 
 
 def wait_for_run(run: Path, timeout: float | None, poll_s: float = 1.0, log=print) -> None:
@@ -163,13 +164,14 @@ class RunModel:
         ref = self.source.test_index if ref_cam is None else int(ref_cam)
         layers = layers and (probe or self.depth_note is None)
         with self.lock:
-            view = self.source.pose_view(c2w, intr, scene_frame, ref, self.offsets_frames())
+            offsets = self.offsets_frames()
             if not self.is_ray_family:
+                view = self.source.pose_view(c2w, intr, scene_frame, ref, offsets)
                 return self.model.render_view_layers(view, layers=layers, cancel=cancel)
-            rays, valid = view.rays()
         h, w = intr.height, intr.width
         n = h * w
         img = np.zeros((n, 3))
+        valid = np.zeros(n, bool)
         extra = {"depth": np.zeros(n), "opacity": np.zeros(n)} if layers else None
         done = np.zeros((h, w), bool)
         ys, xs = np.arange(h)[:, None], np.arange(w)[None, :]
@@ -178,12 +180,14 @@ class RunModel:
             grid = (ys % stride == 0) & (xs % stride == 0)
             idx = np.flatnonzero(grid & ~done)
             done |= grid
+            # the pass's rays only (pose_view's rays, made for these pixels): a first coarse pass is quick
+            rays, valid[idx] = view_rays(self.source, c2w, intr, scene_frame, ref, offsets, idx % w, idx // w)
             for a in range(0, len(idx), step):
                 if cancel is not None and cancel():
                     return None
                 sel = idx[a:a + step]
                 with self.lock:
-                    img[sel] = self.model.render_rays_chunk({k: rays[k][sel] for k in RAY_KEYS})
+                    img[sel] = self.model.render_rays_chunk({k: rays[k][a:a + step] for k in RAY_KEYS})
                     got = self.model.ray_layers(len(sel)) if extra is not None else None
                 if extra is not None:
                     if got is None:

@@ -44,7 +44,7 @@ def _series(records, key):
 
 
 def _small(ax) -> None:
-    ax.tick_params(labelsize=7, length=2, pad=1)
+    ax.tick_params(which="both", labelsize=7, length=2, pad=1)
     ax.grid(True, alpha=0.3, which="both")
 
 
@@ -83,7 +83,7 @@ def offsets_figure(records: list[dict], names: list[str], colours: list[tuple[in
                    truth=None, step_shown: int | None = None, width_px: int = PANEL_PX) -> np.ndarray | None:
     """Each camera's offset over the steps in its rig colour, with the colour bar of the rig's colours
     (``limit``: the offset at the ends of the colour map). None when the log has no offsets."""
-    from matplotlib import colormaps
+    from matplotlib import colormaps, patheffects
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
@@ -95,11 +95,13 @@ def offsets_figure(records: list[dict], names: list[str], colours: list[tuple[in
     off = np.asarray([o for _, o in rows], np.float64)
     fig = _figure(width_px, int(width_px * 0.62))
     ax = fig.subplots()
+    # a grey edge keeps the colours near 0 (white in the map) visible on the white background
+    edge = [patheffects.withStroke(linewidth=2.4, foreground="0.45")]
     for k, name in enumerate(names):
         c = tuple(v / 255.0 for v in colours[k])
-        ax.plot(steps, off[:, k], color=c, lw=1.0)
+        ax.plot(steps, off[:, k], color=c, lw=1.2, path_effects=edge)
         if truth is not None:
-            ax.axhline(float(truth[k]), color=c, lw=0.7, ls="--", alpha=0.9)
+            ax.axhline(float(truth[k]), color=c, lw=0.9, ls="--", path_effects=edge)
     if step_shown is not None:
         ax.axvline(step_shown, color="0.3", lw=0.8, ls=":")
     ax.set_xlabel("step", fontsize=7)

@@ -32,8 +32,8 @@ def test_pass_strides_and_moving_height():
     rate = 800 * 960 / (REFINE_S * 20)                                      # the full frame takes 20 x REFINE_S
     assert pass_strides(800 * 960, rate) == (8, 4, 2, 1)                    # 1/64 of it: within REFINE_S
     assert pass_strides(800 * 960, 800 * 960 / (REFINE_S * 3)) == (2, 1)
-    assert pass_strides(800 * 960, 1.0) == (8, 4, 2, 1)                     # never coarser than 8
-    assert pass_strides(800 * 960, None) == (8, 4, 2, 1)                    # no speed measured yet
+    assert pass_strides(800 * 960, 1.0) == (16, 8, 4, 2, 1)                 # never coarser than 16
+    assert pass_strides(800 * 960, None) == (16, 8, 4, 2, 1)                # no speed measured yet
     assert moving_height("1/4", 800, 1.2, None) == 200
     assert moving_height("auto", 800, 1.2, None) == 24
     assert moving_height("auto", 800, 1.2, 8.0 * 1.2 * 100 ** 2) == 100      # 8 fps at 100 px high
