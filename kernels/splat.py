@@ -86,6 +86,7 @@ ALPHA_MAX = 0.99
 ALPHA_MIN = 1.0 / 255.0
 T_MIN = 1e-4
 MAX_SH_DEGREE = 3
+LANES = 8  # pixels of a row blended together by the render-only kernel (forward(backward=False))
 # packed per-Gaussian render data (_gdata columns; the first N_DATA are also the order of the
 # per-entry gradient slots); LCUT: a power below it gives alpha < alpha_min for sure (exp skipped)
 U, V, KA, KB, KC, OPA, RED, Z, LCUT = 0, 1, 2, 3, 4, 5, 6, 9, 10
@@ -303,8 +304,12 @@ class Rasterizer:
     # ---- public API ---------------------------------------------------------------------------
     def forward(self, means, log_scales, quats, opacity_logits, sh, n: int, camera: Camera,
                 background=(0.0, 0.0, 0.0), *, sh_degree: int | None = None,
-                alpha_min: float = ALPHA_MIN, t_min: float = T_MIN) -> None:
+                alpha_min: float = ALPHA_MIN, t_min: float = T_MIN, backward: bool = True) -> None:
         """Render Gaussians ``< n`` seen by ``camera``.
+
+        ``backward=False``: an image only (evaluation, videos, the viewer): the pixels of a row are
+        blended ``LANES`` at a time (SIMD on a CPU), the same operations per pixel as the kernel that
+        training uses; :meth:`backward` then refuses to run.
 
         means (N, 3) world positions; log_scales (N, 3); quats (N, 4) (w, x, y, z), any non-zero
         norm; opacity_logits (N,); sh (N, >= 3 K) (column 3 k + c, see the module docstring): Taichi
@@ -344,9 +349,13 @@ class Rasterizer:
         self._timed("fill", self._fill, self._ekey, self._eid, n, w)
         self._timed("sort", self._sort, self._ekey, self._eid, self._ekey2, self._eid2,
                     self._eslot, w, h)
-        self._timed("render", self._render, self._eid, w, h, *bg, float(alpha_min), float(t_min))
-        self._last = dict(inputs=(means, log_scales, quats, opacity_logits, sh), n=n, cam=cam,
-                          k_active=k_active, bg=bg, alpha_min=float(alpha_min), w=w, h=h)
+        if backward:
+            self._timed("render", self._render, self._eid, w, h, *bg, float(alpha_min), float(t_min))
+            self._last = dict(inputs=(means, log_scales, quats, opacity_logits, sh), n=n, cam=cam,
+                              k_active=k_active, bg=bg, alpha_min=float(alpha_min), w=w, h=h)
+        else:
+            self._timed("render", self._render_lanes, self._eid, w, h, *bg, float(alpha_min), float(t_min))
+            self._last = None
 
     def backward(self, d_colour=None, d_alpha=None, d_depth=None) -> None:
         """Gradients of the Gaussians of the last :meth:`forward` (inputs unchanged since).
@@ -356,7 +365,7 @@ class Rasterizer:
         or a Taichi field of the capacity's shape (the output's ``.grad`` itself is used in place).
         """
         if self._last is None:
-            raise RuntimeError("backward() needs a forward() first")
+            raise RuntimeError("backward() needs a forward() first (with backward=True)")
         s = self._last
         use = [self._set_grad(fld, g, s["h"], s["w"]) for fld, g in
                ((self.colour, d_colour), (self.alpha, d_alpha), (self.depth, d_depth))]
@@ -592,6 +601,62 @@ class Rasterizer:
                 self.depth[py, px] = D
                 self.final_t[py, px] = T
                 self.n_contrib[py, px] = last
+
+    @ti.kernel
+    def _render_lanes(self, ids: ti.template(), w: int, h: int, bg0: float, bg1: float, bg2: float,
+                      alpha_min: float, t_min: float):
+        """_render for LANES pixels of a row at once: the exp-free skip test runs on a vector of
+        pixels (SIMD), the blending of the pixels it passes lane by lane with _render's operations."""
+        tiles_x = (w + TILE - 1) // TILE
+        n_tiles = tiles_x * ((h + TILE - 1) // TILE)
+        groups = ti.static(TILE // LANES)
+        ti.loop_config(block_dim=TILE * TILE // LANES)
+        for t, k in ti.ndrange(n_tiles, TILE * groups):
+            px0 = (t % tiles_x) * TILE + (k % groups) * LANES
+            py = (t // tiles_x) * TILE + k // groups
+            if px0 < w and py < h:
+                fpx = ti.Vector([px0 + lane + 0.5 for lane in ti.static(range(LANES))])
+                fpy = py + 0.5
+                T = ti.Vector([1.0] * LANES)
+                D = ti.Vector([0.0] * LANES)
+                C = ti.Matrix.zero(float, 3, LANES)
+                last = ti.Vector([0] * LANES)
+                alive = ti.Vector([1 if px0 + lane < w else 0 for lane in ti.static(range(LANES))])
+                a, b = self._tile_start[t], self._tile_start[t + 1]
+                j = a
+                while j < b and alive.sum() > 0:
+                    g = ids[j]
+                    dx = self._gdata[g, U] - fpx
+                    dy = self._gdata[g, V] - fpy
+                    power = (-0.5 * (self._gdata[g, KA] * dx * dx + self._gdata[g, KC] * dy * dy)
+                             - self._gdata[g, KB] * dx * dy)
+                    ok = ti.select(power >= self._gdata[g, LCUT], alive, 0) * ti.select(power <= 0.0, 1, 0)
+                    if ok.sum() > 0:
+                        for lane in ti.static(range(LANES)):
+                            if ok[lane]:
+                                alpha = ti.min(ALPHA_MAX, self._gdata[g, OPA] * ti.exp(power[lane]))
+                                if alpha >= alpha_min:
+                                    test_t = T[lane] * (1.0 - alpha)
+                                    if test_t < t_min:
+                                        alive[lane] = 0
+                                    else:
+                                        wgt = alpha * T[lane]
+                                        for ch in ti.static(range(3)):
+                                            C[ch, lane] += wgt * self._gdata[g, RED + ch]
+                                        D[lane] += wgt * self._gdata[g, Z]
+                                        T[lane] = test_t
+                                        last[lane] = j - a + 1
+                    j += 1
+                for lane in ti.static(range(LANES)):
+                    px = px0 + lane
+                    if px < w:
+                        self.colour[py, px, 0] = C[0, lane] + T[lane] * bg0
+                        self.colour[py, px, 1] = C[1, lane] + T[lane] * bg1
+                        self.colour[py, px, 2] = C[2, lane] + T[lane] * bg2
+                        self.alpha[py, px] = 1.0 - T[lane]
+                        self.depth[py, px] = D[lane]
+                        self.final_t[py, px] = T[lane]
+                        self.n_contrib[py, px] = last[lane]
 
     # ---- backward kernels -----------------------------------------------------------------------
     @ti.kernel

@@ -102,8 +102,9 @@ class SyncGaussians(GaussianState, SyncModel):
         self._rasterizers.append(ras)
         return ras
 
-    def _forward(self, intrinsics, c2w, t: float, deform: bool):
-        """Rasterize the Gaussians at time ``t`` for one camera; returns (rasterizer, deltas or None)."""
+    def _forward(self, intrinsics, c2w, t: float, deform: bool, backward: bool = True):
+        """Rasterize the Gaussians at time ``t`` for one camera; returns (rasterizer, deltas or None).
+        ``backward=False``: an image only (the rasterizer's render-only kernel)."""
         from taichi_syncnerf.kernels.splat import Camera
 
         self._ensure_init()
@@ -112,7 +113,7 @@ class SyncGaussians(GaussianState, SyncModel):
         ras = self._rasterizer(int(intrinsics.width), int(intrinsics.height))
         c = self.cloud
         ras.forward(c.means, c.log_scales, c.quats, c.opacity, c.sh, c.n, Camera.from_opengl_c2w(intrinsics, c2w),
-                    self.background, sh_degree=self.sh_active)
+                    self.background, sh_degree=self.sh_active, backward=backward)
         return ras, deltas
 
     def view_time(self, time: float, cam: int) -> float:
@@ -120,7 +121,8 @@ class SyncGaussians(GaussianState, SyncModel):
 
     def render_view_layers(self, view, layers: bool = False, cancel=None) -> dict | None:
         h, w = view.height, view.width
-        ras, _ = self._forward(view.intrinsics, view.c2w, self.view_time(view.time, view.cam), self.fine)
+        ras, _ = self._forward(view.intrinsics, view.c2w, self.view_time(view.time, view.cam), self.fine,
+                               backward=False)
         out = {"rgb": np.clip(ras.colour.to_numpy()[:h, :w].astype(np.float64), 0.0, 1.0)}
         if layers:
             out["depth"] = ras.depth.to_numpy()[:h, :w].astype(np.float64)
