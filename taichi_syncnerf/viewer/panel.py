@@ -97,6 +97,8 @@ def build_panel(gui, run_name: str, n_frames: int, fps: float, camera_names: lis
         speed = gui.add_slider("speed (frames/s)", min=0.25, max=60.0, step=0.25,
                                initial_value=float(min(max(fps / 3.0, 1.0), 60.0)))
         clock = gui.add_markdown("")
+        gui.add_markdown("<small>keys: space play / pause · J, L one frame · O rig overview "
+                         "(the arrow keys and W/A/S/D/Q/E turn and move the camera: viser's own)</small>")
     with gui.add_folder("Cameras"):
         snap = gui.add_dropdown("snap to camera", camera_choices(camera_names, test_index), initial_value=FREE_VIEW)
         overview = gui.add_button("rig overview", hint=f"See every camera ({HOTKEYS['overview']})")

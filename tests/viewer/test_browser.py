@@ -361,6 +361,14 @@ def test_camera_path_made_in_the_page(served, tmp_path):
     cp = read_path(f)
     assert len(cp) == 10 and cp.time[0] == 0.0 and cp.time[-1] == 3.0
     np.testing.assert_allclose(to_model(cp.c2w[-1], world_from_source(viewer.model.source)), k1.c2w, atol=1e-9)
+    # loaded back: the keyframes as they were
+    s.paths.keyframes = []
+    click_button(tab, "load")
+    wait_for("the keyframes loaded", lambda: len(s.paths.keyframes) == 2, timeout=10)
+    for a, b in zip(s.paths.keyframes, (k0, k1)):
+        np.testing.assert_allclose(a.c2w, b.c2w, atol=1e-9)
+        assert (a.fov, a.time) == (b.fov, b.time)
+    assert "loaded 2 keyframes" in s.paths.message.content
     # the preview flies the view along the path
     click_button(tab, "preview")
     wait_for("the preview at the path's end", lambda: s.controls.time.value >= 2.0, timeout=20)

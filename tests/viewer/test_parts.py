@@ -65,6 +65,53 @@ def test_progressive_passes_make_the_single_pass_image(kind_run):
     assert rm.render_progressive(src.ds.c2w[2], intr, 4.0, strides=(2, 1), cancel=lambda: True) is None
 
 
+def _playback_session():
+    """A Session's playback without a browser: its controls as plain values."""
+    from types import SimpleNamespace as NS
+
+    from taichi_syncnerf.viewer.app import FrameStats, Session
+
+    s = Session.__new__(Session)
+    s.controls = NS(time=NS(value=0.0, min=0.0, max=11.0, step=0.05), loop=NS(value=True), speed=NS(value=2.0),
+                    play=NS(label="play"), frame_info=NS(content=""))
+    s.paths, s.stats = NS(previewing=False), FrameStats()
+    return s
+
+
+def test_play_step_and_loop():
+    s = _playback_session()
+    c = s.controls
+    s.toggle_play()
+    assert s.playing and c.play.label == "pause"
+    s.tick(1.0)
+    assert c.time.value == 2.0                          # speed 2 frames/s
+    c.time.value = 10.9
+    s.tick(0.05)
+    assert c.time.value == 11.0 and s.playing           # the last frame
+    s.tick(0.5)
+    assert c.time.value == pytest.approx(0.95) and s.playing     # loop: round to the start
+    c.loop.value = False
+    c.time.value = 10.9
+    s.tick(0.5)
+    assert c.time.value == 11.0 and not s.playing       # no loop: stops at the end
+    c.time.value = 3.3
+    s.step(1)
+    assert c.time.value == 4.0
+    s.step(-1)
+    assert c.time.value == 3.0
+    c.time.value = 11.0
+    s.step(1)
+    assert c.time.value == 11.0                         # no loop: stays at the end
+    c.loop.value = True
+    s.step(1)
+    assert c.time.value == 0.0
+    s.step(-1)
+    assert c.time.value == 11.0
+    s.toggle_play()
+    s.step(1)
+    assert not s.playing                                # a step pauses
+
+
 def test_declutter_hides_overlapping_and_outside_labels():
     from taichi_syncnerf.viewer.rig import declutter, label_box
 
