@@ -289,6 +289,7 @@ class Session:
             handle.visible = img is not None
         c.camera_table.content = v.story["table"]
         self.rig.update(v.rig_cameras)
+        self._labels_for = None                  # new labels: placed again
         self.update_clock()
 
     def mode(self) -> str:

@@ -4,7 +4,7 @@ Skipped when Chromium or viser is missing (``.ci/run`` installs both). One viewe
 serve the module; each test opens its own tab (its own session). Set ``TSN_VIEWER_RUN`` to a run
 folder to look at that run instead of the tiny one, ``TSN_VIEWER_SIZE`` (e.g. ``1280x800``) for the
 window, and ``TSN_VIEWER_SCREENSHOT`` to a .png path to keep a screenshot of the first test
-(docs/viewer.png was taken so).
+(docs/viewer.png is a 1280x800 page of a trained run, taken the same way from a view set by hand).
 """
 import json
 import os
