@@ -31,8 +31,8 @@ from taichi_syncnerf.errors import UserError
 from taichi_syncnerf.viewer import require_viser
 from taichi_syncnerf.viewer.camera import c2w_from_viser, camera_fov, view_intrinsics
 from taichi_syncnerf.viewer.compare import (ALL_MODES, FREE_MODES, SHOW_DEPTH, SHOW_MODEL, SHOW_OPACITY,
-                                            SNAPPED_MODES, compose, depth_image, letterbox, opacity_image, psnr,
-                                            real_frame)
+                                            SNAPPED_MODES, compose, depth_image, depth_range, letterbox,
+                                            opacity_image, psnr, real_frame)
 from taichi_syncnerf.viewer.live import RunModel
 from taichi_syncnerf.viewer.panel import (AUTO_FPS, CANVAS_SCALES, FREE_VIEW, MOVING_SCALES, build_panel,
                                           figures_markdown, snapped_index)
@@ -441,9 +441,13 @@ class Session:
             self.rig.place_labels(c2w_from_viser(cam.wxyz, cam.position), float(cam.fov), W, H)
 
     def _picture(self, mode: str, out: dict) -> np.ndarray:
-        src = self.viewer.model.source
+        m = self.viewer.model
         if mode == SHOW_DEPTH and "depth" in out:
-            return depth_image(out["depth"], out["opacity"], src.near, src.far)
+            # a ray family's depth is a distance along the ray, within the scene's [near, far]; an image
+            # family's (camera z) gets the range of its own image
+            near, far = ((m.source.near, m.source.far) if m.is_ray_family
+                         else depth_range(out["depth"], out["opacity"]))
+            return depth_image(out["depth"], out["opacity"], near, far)
         if mode == SHOW_OPACITY and "opacity" in out:
             return opacity_image(out["opacity"])
         return out["rgb"]

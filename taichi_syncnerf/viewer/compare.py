@@ -88,6 +88,18 @@ def depth_image(depth: np.ndarray, opacity: np.ndarray, near: float, far: float)
     return colormaps["turbo"](x)[..., :3] * op[..., None]
 
 
+def depth_range(depth: np.ndarray, opacity: np.ndarray) -> tuple[float, float]:
+    """A colour range for the depths of one image: the 2nd and 98th percentiles of the expected depth
+    of its pixels that are mostly opaque (for families whose depth is not a distance along the ray
+    between the scene's near and far bounds, e.g. the camera z of Gaussians)."""
+    op = np.asarray(opacity, np.float64)
+    d = np.asarray(depth, np.float64)[op > 0.5] / op[op > 0.5]
+    if d.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(d, [2.0, 98.0])
+    return float(lo), float(max(hi, lo + 1e-6))
+
+
 def opacity_image(opacity: np.ndarray) -> np.ndarray:
     """Accumulated opacity as grey (white: the ray ends in the scene, black: it passes through)."""
     return np.repeat(np.clip(np.asarray(opacity, np.float64), 0.0, 1.0)[..., None], 3, axis=-1)

@@ -207,6 +207,14 @@ def test_compare_images():
     assert np.allclose(img[1, 0], img[0, 0] * 0.5)       # the same depth (2), half the opacity
     assert not np.allclose(img[0, 0], img[1, 1])        # near and far differ
     np.testing.assert_allclose(opacity_image(op)[..., 0], op)
+    from taichi_syncnerf.viewer.compare import depth_range
+
+    d = np.linspace(1.0, 11.0, 100).reshape(10, 10)
+    o = np.ones((10, 10))
+    o[0] = 0.1                                            # the first row mostly transparent: left out
+    lo, hi = depth_range(d * o, o)
+    assert 2.0 < lo < 2.5 and 10.5 < hi < 11.0
+    assert depth_range(d, np.zeros((10, 10))) == (0.0, 1.0)
 
 
 def test_depth_and_opacity_come_with_the_colours(kind_run):
