@@ -3,7 +3,7 @@ a time) gives the images of the kernel training uses: the same operations per pi
 import numpy as np
 import pytest
 
-from .test_splat import BG, N_MAX, PARAMS, Scene, make_scene
+from .test_splat import N_MAX, Scene, make_scene
 
 OUTPUTS = ("colour", "alpha", "depth", "final_t", "n_contrib")
 
@@ -28,4 +28,3 @@ def test_render_only_kernel_equals_the_training_kernel(size):
         np.testing.assert_allclose(out[False][k], out[True][k], rtol=1e-13, atol=1e-15, err_msg=k)
     with pytest.raises(RuntimeError, match="backward=True"):
         ras.backward(d_colour=np.ones((h, w, 3)))
-    assert BG and PARAMS
