@@ -49,7 +49,7 @@ def validate(model, source, n_frames: int, stride: int) -> dict:
         err = 0.0
         for f in frames:
             pred = model.render_pixels(source.view(cam, f), x, y)
-            gt = source.ds.gather_rgb(np.full(len(x), cam), np.full(len(x), f), x, y, dtype=np.float64)
+            gt = source.pixel_colours(cam, f, x, y)
             err += float(np.mean((pred - gt) ** 2))
         out[key] = float(-10.0 * np.log10(max(err / len(frames), 1e-12)))
     return out

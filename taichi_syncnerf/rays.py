@@ -113,7 +113,13 @@ class RaySource:
         return {"origins": o, "dirs": d, "view_dirs": d,
                 "times": np.full(n, float(self.ds.time_of_frame(frame))),
                 "cams": np.full(n, cam, np.int32),
-                "rgb": self.ds.gather_rgb(np.full(n, cam), np.full(n, frame), x, y, dtype=np.float64)}
+                "rgb": self.pixel_colours(cam, frame, x, y)}
+
+    def pixel_colours(self, cam: int, frame: int, x, y) -> np.ndarray:
+        """(N, 3) recorded colours in [0, 1] of pixels ``(x, y)`` of one frame of camera ``cam``."""
+        n = len(x)
+        return self.ds.gather_rgb(np.full(n, cam), np.full(n, frame), np.asarray(x, np.int64),
+                                  np.asarray(y, np.int64), dtype=np.float64)
 
     def median_image(self, cam: int, rows_per_chunk: int = 64) -> np.ndarray:
         """Per-pixel temporal median of camera ``cam``'s video over all its frames, (H, W, 3) in [0, 1].

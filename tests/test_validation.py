@@ -1,10 +1,12 @@
 """Full-image validation during training and the temporal-median floor, against numpy."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from taichi_syncnerf.evaluate import eval_frames, median_floor_psnr, validate, validation_pixels
 from taichi_syncnerf.metrics import psnr
-from taichi_syncnerf.models.base import SyncModel
+from taichi_syncnerf.models.base import SyncModel, View
 
 
 class FakeSource:
@@ -21,6 +23,16 @@ class FakeSource:
         return {"origins": code, "dirs": np.zeros((n, 3)), "view_dirs": np.zeros((n, 3)),
                 "times": np.full(n, float(frame)), "cams": np.full(n, cam, np.int32),
                 "rgb": self.video[cam, frame, y, x]}
+
+    def view(self, cam, frame):
+        def make_rays(x, y):
+            rays = self.pixel_rays(cam, frame, np.asarray(x), np.asarray(y))
+            return rays, np.ones(len(x), bool)
+
+        return View(SimpleNamespace(width=self.width, height=self.height), np.eye(4)[:3], float(frame), cam, make_rays)
+
+    def pixel_colours(self, cam, frame, x, y):
+        return self.video[cam, frame, y, x]
 
     def image(self, cam, frame):
         return self.video[cam, frame]

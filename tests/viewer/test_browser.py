@@ -364,7 +364,8 @@ def test_camera_path_made_in_the_page(served, tmp_path):
     # loaded back: the keyframes as they were
     s.paths.keyframes = []
     click_button(tab, "load")
-    wait_for("the keyframes loaded", lambda: len(s.paths.keyframes) == 2, timeout=10)
+    wait_for("the keyframes loaded", lambda: "loaded 2 keyframes" in s.paths.message.content, timeout=10)
+    assert len(s.paths.keyframes) == 2
     for a, b in zip(s.paths.keyframes, (k0, k1)):
         np.testing.assert_allclose(a.c2w, b.c2w, atol=1e-9)
         assert (a.fov, a.time) == (b.fov, b.time)
