@@ -10,7 +10,7 @@ memory; then the README's Markdown table (medians over --train-seeds). The last 
 object.
 
     python benchmarks/scene_suite.py --out suite [--config synthetic/sync-kplanes]
-        [--scenes default static-clean busy-noisy blender] [--variants sync nosync]
+        [--scenes default static-clean busy-noisy blender blender-busy-black] [--variants sync nosync]
         [--sigma 3] [--train-seeds 0] [--threads 2] [--jobs 1] [-o key=value ...]
 """
 import json
@@ -19,13 +19,17 @@ from pathlib import Path
 
 from bench_common import MARKDOWN_HEADER, describe, make_scene, markdown_row, medians, parser, train_and_measure
 
-SCENES = {
-    "default": ("the built-in scene: four movers, smooth room", []),
+SCENES = {   # name: (what it is, make-scene options, training overrides the scene needs)
+    "default": ("the built-in scene: four movers, smooth room", [], []),
     "static-clean": ("mostly static: large high-frequency textured wall and floor, two small movers, "
-                     "near-lossless video", ["--family", "static", "--encoding", "clean"]),
-    "busy-noisy": ("eight larger movers, sensor noise 0.03, crf 14", ["--family", "busy", "--encoding", "noisy"]),
-    "blender": ("spherical rig around the movers, white background (Blender layout)", ["--layout", "blender"]),
-    "static-noisy": ("the static scene with sensor noise", ["--family", "static", "--encoding", "noisy"]),
+                     "near-lossless video", ["--family", "static", "--encoding", "clean"], []),
+    "busy-noisy": ("eight larger movers, sensor noise 0.03, crf 14",
+                   ["--family", "busy", "--encoding", "noisy"], []),
+    "blender": ("spherical rig around the movers, white background (Blender layout)", ["--layout", "blender"], []),
+    "blender-busy-black": ("spherical rig around the busy family's eight movers (four of other shapes, "
+                           "sizes and colours), RGBA PNG frames composited on black (`data.background=black`)",
+                           ["--layout", "blender", "--family", "busy", "--png"], ["data.background=black"]),
+    "static-noisy": ("the static scene with sensor noise", ["--family", "static", "--encoding", "noisy"], []),
 }
 
 
@@ -49,8 +53,8 @@ def main():
     def one(job):
         name, scene, variant, seed = job
         rdir = out / f"{name}-sigma{args.sigma:g}-{variant}-seed{seed}"
-        res = train_and_measure(rdir, args.config, scene, variant, seed, args.overrides, args.threads,
-                                reuse=args.reuse)
+        res = train_and_measure(rdir, args.config, scene, variant, seed, SCENES[name][2] + list(args.overrides),
+                                args.threads, reuse=args.reuse)
         res["scene"] = name
         print(describe(res), flush=True)
         return res

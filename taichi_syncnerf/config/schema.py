@@ -238,6 +238,11 @@ class MixVoxelsConfig:
                                             "model keeps a white haze that other views see as clouds over the "
                                             "movers. A negative shift (the synthetic preset: -6) starts the dynamic "
                                             "branch transparent.", "number")
+    ndc_dynamic_density_shift: Any = opt(None, "The shift on forward-facing (NDC) datasets (null: "
+                                               "`dynamic_density_shift`). The synthetic preset keeps 0 on "
+                                               "forward-facing data, whose rays end on a room behind the movers, "
+                                               "and -6 on world-space data.", "number",
+                                         nullable=True)
     ndc_bbox: Any = opt(None, "The grids' box on forward-facing (NDC) datasets when `model.bbox` is null (null: the "
                               "dataset's box). World-space (Blender-layout) datasets use their own scene box unless "
                               "`model.bbox` is given, so one preset fits both rigs.", "bbox", nullable=True)

@@ -34,3 +34,18 @@ def test_mixvoxels_box_follows_the_datasets_space():
     assert model_box(given, True, n3dv) == model_box(given, False, WORLD) == [[-2, -2, -2], [2, 2, 2]]
     plain = load_config("synthetic/sync-mixvoxels", ["mixvoxels.ndc_bbox=null"])
     assert model_box(plain, True, n3dv) == n3dv
+
+
+def test_mixvoxels_density_shift_follows_the_datasets_space():
+    """synthetic/sync-mixvoxels starts the dynamic density transparent on world-space data (-6) and
+    as the reference does on forward-facing (NDC) data (0); the built model's head gets the value."""
+    from taichi_syncnerf.config import load_config
+    from taichi_syncnerf.models.mixvoxels.model import SyncMixVoxels, density_shift
+
+    cfg = load_config("synthetic/sync-mixvoxels", [])
+    assert density_shift(cfg, True) == 0.0 and density_shift(cfg, False) == -6.0
+    one = load_config("synthetic/sync-mixvoxels", ["mixvoxels.ndc_dynamic_density_shift=null"])
+    assert density_shift(one, True) == density_shift(one, False) == -6.0
+    for ndc, box, want in ((True, NDC_BOX, 0.0), (False, WORLD, -6.0)):
+        model = SyncMixVoxels(cfg, 3, 8, 0, ndc, 0.0, 1.0, box, [1.0, 1.0, 1.0], 8)
+        assert model.frame_head.shift == want

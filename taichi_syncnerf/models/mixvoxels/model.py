@@ -59,6 +59,15 @@ def model_box(cfg: dict, ndc: bool, data_bbox):
     return data_bbox
 
 
+def density_shift(cfg: dict, ndc: bool) -> float:
+    """The dynamic density's shift: ``mixvoxels.ndc_dynamic_density_shift`` on a forward-facing
+    (NDC) dataset when given, else ``mixvoxels.dynamic_density_shift``."""
+    mx = cfg["mixvoxels"]
+    if ndc and mx.get("ndc_dynamic_density_shift") is not None:
+        return float(mx["ndc_dynamic_density_shift"])
+    return float(mx["dynamic_density_shift"])
+
+
 class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState, SyncModel):
     kind = "sync-mixvoxels"
     supports_variation_retraining = True
@@ -97,7 +106,7 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState, SyncModel):
         self.smp = self.coarse
         self.renderer = VolumeRenderer(R, S, colour=True)
         act = (str(mx["dynamic_density_activation"]), float(mx["dynamic_density_sharpness"]),
-               float(mx["dynamic_density_shift"]))
+               density_shift(cfg, ndc))
         self.frame_head = allframes.FrameHead(Sd, n_frames, D, float(mx["density_scale"]), *act)
         self.all_renderer = allframes.AllFramesRenderer(R, n_frames, Sd)
         self.eval_head = allframes.FrameHead(Sd, 1, D, float(mx["density_scale"]), *act)
