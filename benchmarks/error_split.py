@@ -19,7 +19,7 @@ os.environ.setdefault("TI_SKIP_VERSION_CHECK", "ON")
 
 
 def split(run: str, std_threshold: float) -> dict:
-    from taichi_syncnerf.evaluate import eval_frames, render_image
+    from taichi_syncnerf.evaluate import eval_frames, render_view
     from taichi_syncnerf.run_folder import open_run
 
     opened = open_run(run)
@@ -29,7 +29,7 @@ def split(run: str, std_threshold: float) -> dict:
     moving = video.std(0).max(-1) > std_threshold
     err_moving, err_static = [], []
     for f in eval_frames(source.n_frames, cfg["eval"]["max_frames"]):
-        pred = render_image(model, source.image_rays(cam, f), source.height, source.width)
+        pred = render_view(model, source.view(cam, f))
         sq = ((pred - video[f]) ** 2).mean(-1)
         err_moving.append(sq[moving].mean() if moving.any() else 0.0)
         err_static.append(sq[~moving].mean() if (~moving).any() else 0.0)

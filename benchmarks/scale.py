@@ -295,17 +295,16 @@ def stage_view(args) -> dict:
 
 def stage_render_time(args) -> dict:
     """One full-resolution frame of the test camera, rendered twice (the first compiles)."""
-    from taichi_syncnerf.evaluate import render_image
+    from taichi_syncnerf.evaluate import render_view
     from taichi_syncnerf.run_folder import open_run
 
     _runtime(args)
     opened = open_run(args.run)
     src, model = opened.source, opened.model
-    rays = src.image_rays(src.test_index, 0)
     out = []
     for _ in range(2):
         t0 = time.perf_counter()
-        render_image(model, rays, src.height, src.width)
+        render_view(model, src.view(src.test_index, 0))
         out.append(time.perf_counter() - t0)
     return {"size": f"{src.width}x{src.height}", "first_frame_s": round(out[0], 3), "frame_s": round(out[1], 3)}
 
