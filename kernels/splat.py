@@ -86,7 +86,7 @@ ALPHA_MAX = 0.99
 ALPHA_MIN = 1.0 / 255.0
 T_MIN = 1e-4
 MAX_SH_DEGREE = 3
-LANES = 8  # pixels of a row blended together by the render-only kernel (forward(backward=False))
+LANES = 16  # pixels of a row blended together by the render-only kernel (forward(backward=False))
 # packed per-Gaussian render data (_gdata columns; the first N_DATA are also the order of the
 # per-entry gradient slots); LCUT: a power below it gives alpha < alpha_min for sure (exp skipped)
 U, V, KA, KB, KC, OPA, RED, Z, LCUT = 0, 1, 2, 3, 4, 5, 6, 9, 10
@@ -605,8 +605,9 @@ class Rasterizer:
     @ti.kernel
     def _render_lanes(self, ids: ti.template(), w: int, h: int, bg0: float, bg1: float, bg2: float,
                       alpha_min: float, t_min: float):
-        """_render for LANES pixels of a row at once: the exp-free skip test runs on a vector of
-        pixels (SIMD), the blending of the pixels it passes lane by lane with _render's operations."""
+        """_render for LANES pixels of a tile row at once, branch-free over the lanes (SIMD on a CPU):
+        each pixel's skip test, alpha, stop test and blending are _render's operations, a lane that
+        does not blend a Gaussian adds exactly 0 and keeps its T."""
         tiles_x = (w + TILE - 1) // TILE
         n_tiles = tiles_x * ((h + TILE - 1) // TILE)
         groups = ti.static(TILE // LANES)
@@ -632,20 +633,20 @@ class Rasterizer:
                              - self._gdata[g, KB] * dx * dy)
                     ok = ti.select(power >= self._gdata[g, LCUT], alive, 0) * ti.select(power <= 0.0, 1, 0)
                     if ok.sum() > 0:
-                        for lane in ti.static(range(LANES)):
-                            if ok[lane]:
-                                alpha = ti.min(ALPHA_MAX, self._gdata[g, OPA] * ti.exp(power[lane]))
-                                if alpha >= alpha_min:
-                                    test_t = T[lane] * (1.0 - alpha)
-                                    if test_t < t_min:
-                                        alive[lane] = 0
-                                    else:
-                                        wgt = alpha * T[lane]
-                                        for ch in ti.static(range(3)):
-                                            C[ch, lane] += wgt * self._gdata[g, RED + ch]
-                                        D[lane] += wgt * self._gdata[g, Z]
-                                        T[lane] = test_t
-                                        last[lane] = j - a + 1
+                        alpha = ti.min(ALPHA_MAX, self._gdata[g, OPA] * ti.exp(power))
+                        test_t = T * (1.0 - alpha)
+                        hit = ok * ti.select(alpha >= alpha_min, 1, 0)
+                        low = ti.select(test_t < t_min, 1, 0)
+                        alive -= hit * low
+                        upd = hit * (1 - low)
+                        wgt = ti.select(upd > 0, alpha * T, 0.0)
+                        for ch in ti.static(range(3)):
+                            col = self._gdata[g, RED + ch]
+                            for lane in ti.static(range(LANES)):
+                                C[ch, lane] += wgt[lane] * col
+                        D += wgt * self._gdata[g, Z]
+                        T = ti.select(upd > 0, test_t, T)
+                        last = ti.select(upd > 0, j - a + 1, last)
                     j += 1
                 for lane in ti.static(range(LANES)):
                     px = px0 + lane
