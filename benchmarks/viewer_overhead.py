@@ -3,7 +3,7 @@
 On a generated scene (the preset's `data.generate`), runs `train CONFIG -o train.steps=N` alternately
 plainly (A) and with `--view PORT` (B), A B A B ... `--pairs` times. In the B runs a headless Chromium
 (tests/viewer/cdp.py) opens the page as soon as the viewer serves it (after the run's first
-checkpoint) and ticks "play", so the viewer renders the moving time all along. Every run is timed to
+checkpoint) and presses "play", so the viewer renders the moving time all along. Every run is timed to
 the line `train` prints when training ends (`--no-eval`); `train --view` then waits for Ctrl-C, which
 is sent once it says so. Before the pairs, one short run generates the scene and compiles the
 training kernels, and `view --benchmark` compiles the viewer's, so that no run pays for compiling
@@ -38,9 +38,13 @@ sys.path.insert(0, str(ROOT / "tests" / "viewer"))
 from cdp import Chromium, find_chromium  # noqa: E402
 
 EXE = [sys.executable, "-m", "taichi_syncnerf.cli.main"]
-CLICK_PLAY = ("(() => { const e = [...document.querySelectorAll('input[type=checkbox]')].find(e => "
-              "(document.querySelector('label[for=\"' + e.id + '\"]') || {}).innerText === 'play');"
-              " if (!e) return false; if (!e.checked) e.click(); return e.checked; })()")
+CLICK_PLAY = ("(() => { const bs = [...document.querySelectorAll('button')];"
+              " if (bs.some(b => b.textContent.trim() === 'pause')) return true;"
+              " const b = bs.find(b => b.textContent.trim() === 'play'); if (!b) return false; b.click();"
+              " return false; })()")   # true once the button reads "pause": playing
+OPEN_RESOLUTION = ("(() => { const e = [...document.querySelectorAll('*')].filter(e => e.textContent.trim() === "
+                   "'Resolution' && ![...e.children].some(c => c.textContent.trim() === 'Resolution'))[0];"
+                   " if (!e) return false; e.click(); return true; })()")  # the folder with the frame line
 FRAME_INFO = ("(() => { const t = document.body.innerText.split('\\n').filter(s => s.startsWith('moving ')"
               " || s.startsWith('full ')); return t.length ? t[t.length - 1] : ''; })()")
 
@@ -152,7 +156,7 @@ def served(url: str) -> bool:
 
 
 def browse(run: Run, url: str, user_dir: Path, state: dict, cpus=None):
-    """Open the page once it is served and tick "play"; afterwards keep the panel's frame line.
+    """Open the page once it is served and press "play"; afterwards keep the panel's frame line.
     ``cpus``: the CPUs the browser may use (this thread's affinity, which the browser inherits)."""
     if cpus is not None:
         os.sched_setaffinity(0, cpus)
@@ -170,6 +174,7 @@ def browse(run: Run, url: str, user_dir: Path, state: dict, cpus=None):
         try:
             if browser.evaluate(CLICK_PLAY):
                 state["play_s"] = time.monotonic() - run.t0
+                browser.evaluate(OPEN_RESOLUTION)
                 break
         except (RuntimeError, TimeoutError):
             pass
