@@ -33,6 +33,7 @@ from taichi_syncnerf.viewer.camera import c2w_from_viser, camera_fov, view_intri
 from taichi_syncnerf.viewer.compare import (ALL_MODES, FREE_MODES, SHOW_DEPTH, SHOW_MODEL, SHOW_OPACITY,
                                             SNAPPED_MODES, compose, depth_image, depth_range, letterbox,
                                             opacity_image, psnr, real_frame)
+from taichi_syncnerf.viewer.cost import FrameCost
 from taichi_syncnerf.viewer.live import RunModel
 from taichi_syncnerf.viewer.panel import (AUTO_FPS, CANVAS_SCALES, FREE_VIEW, MOVING_SCALES, build_panel,
                                           figures_markdown, snapped_index)
@@ -130,13 +131,13 @@ class FrameStats:
         return " · ".join(parts)
 
 
-def pass_strides(n_pixels: int, rays_per_s: float | None, most: int = 16) -> tuple[int, ...]:
+def pass_strides(n_pixels: int, cost: FrameCost | None, most: int = 16) -> tuple[int, ...]:
     """The passes a resting frame of ``n_pixels`` is rendered in (see
     :meth:`taichi_syncnerf.viewer.live.RunModel.render_progressive`): strides halving down to 1, the
-    first the smallest (up to ``most``) whose pass is predicted (at ``rays_per_s``) to take no more
-    than ``REFINE_S``; all of them while no speed is measured yet."""
+    first the smallest (up to ``most``) whose pass is predicted (by ``cost``) to take no more than
+    ``REFINE_S``; all of them while no speed is measured yet."""
     s = 1
-    while s < most and (rays_per_s is None or n_pixels / (s * s) / rays_per_s > REFINE_S):
+    while s < most and (cost is None or not cost.known or cost.seconds(n_pixels / (s * s)) > REFINE_S):
         s *= 2
     out = [s]
     while out[-1] > 1:
@@ -144,15 +145,15 @@ def pass_strides(n_pixels: int, rays_per_s: float | None, most: int = 16) -> tup
     return tuple(out)
 
 
-def moving_height(choice: str, target: int, aspect: float, rays_per_s: float | None) -> int:
+def moving_height(choice: str, target: int, aspect: float, cost: FrameCost | None) -> int:
     """Height while moving: a fraction of the resting height, or for "auto" the height whose frame
-    takes 1/AUTO_FPS s at the rays per second measured so far."""
+    is predicted (by ``cost``) to take 1/AUTO_FPS s; 24 rows while nothing is measured."""
     scale = MOVING_SCALES[choice]
     if scale is not None:
         return max(8, int(round(target * scale)))
-    if rays_per_s is None:
+    if cost is None:
         return max(8, min(target, 24))
-    return max(8, min(target, int(np.sqrt(rays_per_s / AUTO_FPS / aspect))))
+    return cost.height_for(1.0 / AUTO_FPS, aspect, 8, target)
 
 
 def _f2(x: float, sign: str = "") -> str:
@@ -184,7 +185,7 @@ class Session:
         self.shown = None                         # (what, height) of the last frame sent
         self.last_image: np.ndarray | None = None
         self.frames_sent = 0
-        self.rays_per_s: float | None = None      # measured render speed
+        self.cost = FrameCost()                   # measured render speed
         self._rest = (None, 0.0)                  # (what, since) of the view being refined
         self._labels_for = None
         self.compare_text = ""
@@ -452,12 +453,6 @@ class Session:
             return opacity_image(out["opacity"])
         return out["rgb"]
 
-    def _measured(self, pixels: int, seconds: float) -> None:
-        """Keep the render speed: rays over seconds of the last frames, the large frames weighing most."""
-        self._rays = 0.7 * getattr(self, "_rays", 0.0) + pixels
-        self._secs = 0.7 * getattr(self, "_secs", 0.0) + seconds
-        self.rays_per_s = self._rays / max(self._secs, 1e-6)
-
     def _render_once(self) -> float | None:
         """Render and send the next frame the view needs; its seconds, or None when none was needed."""
         v, c = self.viewer, self.controls
@@ -479,7 +474,7 @@ class Session:
         c2w = c2w_from_viser(wxyz, pos)
         t0 = time.perf_counter()
         if moving:
-            height = moving_height(str(c.moving.value), target, aspect, self.rays_per_s)
+            height = moving_height(str(c.moving.value), target, aspect, self.cost)
             if shown == height:
                 return None
             intr = view_intrinsics(fov, aspect, height)
@@ -500,7 +495,7 @@ class Session:
 
             out = v.model.render_progressive(
                 c2w, intr, what[2], self.ref_cam(), layers=layers, on_pass=on_pass,
-                strides=pass_strides(intr.width * intr.height, self.rays_per_s),
+                strides=pass_strides(intr.width * intr.height, self.cost),
                 cancel=lambda: self._what() != what or v.stopped.is_set() or not self.alive)
             kind = "full"
         seconds = time.perf_counter() - t0
@@ -510,7 +505,7 @@ class Session:
         self.stats.add(kind, intr.width, intr.height, seconds)
         if kind == "full" and self._rest[0] == what:
             self.stats.time_to_full = time.monotonic() - self._rest[1]
-        self._measured(intr.width * intr.height, seconds)
+        self.cost.add(intr.width * intr.height, seconds)
         return seconds
 
     def _render_compare(self, what, W: int, H: int) -> float | None:

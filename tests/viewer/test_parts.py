@@ -25,19 +25,58 @@ def test_frame_stats_pair_each_size_with_its_own_time():
                             "1.50 s after the view changed")
 
 
+def rate_only(pixels_per_s: float):
+    from taichi_syncnerf.viewer.cost import FrameCost
+
+    cost = FrameCost()
+    cost.add(pixels_per_s, 1.0)
+    assert cost.fixed == 0.0 and cost.rate == pixels_per_s
+    return cost
+
+
 def test_pass_strides_and_moving_height():
     from taichi_syncnerf.viewer.app import REFINE_S, moving_height, pass_strides
+    from taichi_syncnerf.viewer.cost import FrameCost
 
-    assert pass_strides(800 * 960, rays_per_s=1e9) == (1,)                 # fast: the full frame at once
+    assert pass_strides(800 * 960, rate_only(1e9)) == (1,)                # fast: the full frame at once
     rate = 800 * 960 / (REFINE_S * 20)                                      # the full frame takes 20 x REFINE_S
-    assert pass_strides(800 * 960, rate) == (8, 4, 2, 1)                    # 1/64 of it: within REFINE_S
-    assert pass_strides(800 * 960, 800 * 960 / (REFINE_S * 3)) == (2, 1)
-    assert pass_strides(800 * 960, 1.0) == (16, 8, 4, 2, 1)                 # never coarser than 16
-    assert pass_strides(800 * 960, None) == (16, 8, 4, 2, 1)                # no speed measured yet
+    assert pass_strides(800 * 960, rate_only(rate)) == (8, 4, 2, 1)         # 1/64 of it: within REFINE_S
+    assert pass_strides(800 * 960, rate_only(800 * 960 / (REFINE_S * 3))) == (2, 1)
+    assert pass_strides(800 * 960, rate_only(1.0)) == (16, 8, 4, 2, 1)      # never coarser than 16
+    assert pass_strides(800 * 960, None) == pass_strides(800 * 960, FrameCost()) == (16, 8, 4, 2, 1)
     assert moving_height("1/4", 800, 1.2, None) == 200
-    assert moving_height("auto", 800, 1.2, None) == 24
-    assert moving_height("auto", 800, 1.2, 8.0 * 1.2 * 100 ** 2) == 100      # 8 fps at 100 px high
-    assert moving_height("auto", 50, 1.2, 1e12) == 50                        # never above the resting height
+    assert moving_height("auto", 800, 1.2, None) == moving_height("auto", 800, 1.2, FrameCost()) == 24
+    assert moving_height("auto", 800, 1.2, rate_only(8.0 * 1.2 * 100 ** 2)) == 100   # 8 fps at 100 px high
+    assert moving_height("auto", 50, 1.2, rate_only(1e12)) == 50             # never above the resting height
+
+
+def test_frame_cost_fits_a_fixed_cost_and_a_pixel_rate():
+    """An image family's frame: 40 ms whatever its size plus 1 s per 3 M pixels. Seen at two sizes,
+    the fit recovers both and the moving height is the one that really renders at 8 fps, where a
+    rate alone (the small frames' pixels over their seconds) would choose a far smaller one."""
+    from taichi_syncnerf.viewer.app import moving_height
+    from taichi_syncnerf.viewer.cost import FrameCost
+
+    def frame(p):
+        return 0.04 + p / 3e6
+
+    cost, small_only = FrameCost(), FrameCost()
+    for p in (100 * 120, 800 * 960, 100 * 120, 800 * 960, 100 * 120):
+        cost.add(p, frame(p))
+    for p in (100 * 120,) * 3:
+        small_only.add(p, frame(p))
+    assert cost.fixed == pytest.approx(0.04, rel=1e-6) and cost.rate == pytest.approx(3e6, rel=1e-6)
+    h = moving_height("auto", 800, 1.2, cost)
+    assert h < 800 and frame(1.2 * h * h) <= 1 / 8 < frame(1.2 * (h + 2) ** 2)   # the tallest within 1/8 s
+    assert moving_height("auto", 800, 1.2, small_only) < h / 2
+    slow = FrameCost()                                                      # the fixed cost alone is over budget
+    for p in (10_000, 40_000):
+        slow.add(p, 0.2 + p / 1e7)
+    assert moving_height("auto", 800, 1.2, slow) == 8
+    ray_like = FrameCost()                                                  # no fixed cost: a rate
+    for p in (10_000, 40_000, 90_000):
+        ray_like.add(p, p / 5e5)
+    assert ray_like.fixed < 1e-9 and ray_like.rate == pytest.approx(5e5)
 
 
 def test_progressive_passes_make_the_single_pass_image(kind_run):
