@@ -10,7 +10,11 @@
 #    when the installed torch sees one, else on the CPU, and the JSON says which);
 # 3. a short training of the synthetic preset (train synthetic/sync-kplanes --arch): steps/s (median
 #    of the logged windows after the first, which holds the compilation), peak GPU memory (nvidia-smi,
-#    sampled every 0.5 s; Taichi's memory pool included) and peak host memory.
+#    sampled every 0.5 s; Taichi's memory pool included) and peak host memory;
+# 4. the Gaussian rasterizer of Sync-4DGS (kernels/splat.py): its f32 check against the float64 twin
+#    on --arch (tests/kernels/test_splat.py -k f32, errors kept with SYNCNERF_SPLAT_F32_OUT) and its
+#    benchmark (benchmarks/splat.py --layout shell, 20,000 Gaussians at 1352x1014): forward and
+#    backward of a training frame, the render-only frame (forward(backward=False)) and its frames/s.
 #
 # Needs the package installed (pip install torch==2.13.0 && pip install -e '.[test]', or a CUDA
 # build of torch for a GPU peer). --arch cpu --tiny runs the same steps small enough for a 2-core
@@ -40,7 +44,7 @@ while [ $# -gt 0 ]; do
         --steps) need_value "$@"; STEPS="$2"; shift 2 ;;
         --published) PUBLISHED=1; shift ;;
         --budget) need_value "$@"; BUDGET="$2"; shift 2 ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^[^#]/{/^#/p;}' "$0"; exit 0 ;;
         *) echo "error: gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -69,27 +73,29 @@ say() { echo "[gpu_check $(( $(date +%s) - T0 )) s] $*" >&2; }
 
 if [ "$TINY" = 1 ]; then
     FIELD_ARGS=(--size tiny --samples 16384 --rays 256 --repeats 3)
+    SPLAT_ARGS=(--size 128x96 --gaussians 2000 --repeats 2 --threads 1)
     STEPS="${STEPS:-40}"
     TRAIN_ARGS=(-o data.generate.size=48x36 -o data.generate.frames=12 -o data.generate.cameras=4
                 -o train.batch_rays=256 -o testoptim.batch_rays=256 -o train.log_every=10)
 else
     FIELD_ARGS=(--repeats 5)
+    SPLAT_ARGS=(--size 1352x1014 --gaussians 20000 --repeats 5)
     STEPS="${STEPS:-300}"
     TRAIN_ARGS=(-o train.log_every=50)
 fi
 
-say "1/3 kernels in f32 on $ARCH"
+say "1/4 kernels in f32 on $ARCH"
 SYNCNERF_F32_ARCH="$ARCH" SYNCNERF_F32_OUT="$OUT/f32.json" \
     python -m pytest -q -p no:cacheprovider tests/kernels/test_f32.py > "$OUT/f32_tests.txt" 2>&1
 F32_RC=$?
 tail -n 1 "$OUT/f32_tests.txt" >&2
 
-say "2/3 field benchmark and its PyTorch peer on $ARCH"
+say "2/4 field benchmark and its PyTorch peer on $ARCH"
 python benchmarks/field.py --arch "$ARCH" "${FIELD_ARGS[@]}" > "$OUT/field.txt" 2>&1
 FIELD_RC=$?
 grep -E "^(Taichi|PyTorch)" "$OUT/field.txt" >&2
 
-say "3/3 training synthetic/sync-kplanes on $ARCH, $STEPS steps"
+say "3/4 training synthetic/sync-kplanes on $ARCH, $STEPS steps"
 MEM_PID=""
 if command -v nvidia-smi > /dev/null 2>&1; then
     nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 500 > "$OUT/gpu_mem.txt" 2>/dev/null &
@@ -110,11 +116,21 @@ TRAIN_RC=$?
 [ -n "$MEM_PID" ] && kill "$MEM_PID" 2> /dev/null
 tail -n 3 "$OUT/train.txt" >&2
 
-python - "$OUT" "$ARCH" "$F32_RC" "$FIELD_RC" "$TRAIN_RC" "$(( $(date +%s) - T0 ))" <<'EOF'
+say "4/4 Gaussian rasterizer: f32 check and benchmark on $ARCH"
+SYNCNERF_F32_ARCH="$ARCH" SYNCNERF_SPLAT_F32_OUT="$OUT/splat_f32.json" \
+    python -m pytest -q -p no:cacheprovider tests/kernels/test_splat.py -k f32 > "$OUT/splat_f32_tests.txt" 2>&1
+SPLAT_F32_RC=$?
+tail -n 1 "$OUT/splat_f32_tests.txt" >&2
+python benchmarks/splat.py --arch "$ARCH" --layout shell "${SPLAT_ARGS[@]}" > "$OUT/splat.txt" 2>&1
+SPLAT_RC=$?
+grep -E "^(first frame|render only)" "$OUT/splat.txt" >&2
+
+python - "$OUT" "$ARCH" "$F32_RC" "$FIELD_RC" "$TRAIN_RC" "$SPLAT_F32_RC" "$SPLAT_RC" "$(( $(date +%s) - T0 ))" <<'EOF'
 import json, os, statistics, sys
-out, arch, f32_rc, field_rc, train_rc, seconds = sys.argv[1:]
+out, arch, f32_rc, field_rc, train_rc, splat_f32_rc, splat_rc, seconds = sys.argv[1:]
 res = {"name": "gpu_check", "arch_asked": arch, "seconds": int(seconds),
-       "f32_kernel_tests": "passed" if f32_rc == "0" else "failed"}
+       "f32_kernel_tests": "passed" if f32_rc == "0" else "failed",
+       "splat_f32_tests": "passed" if splat_f32_rc == "0" else "failed"}
 def load(path):
     try:
         with open(os.path.join(out, path)) as f:
@@ -148,6 +164,25 @@ else:
 ru = load("train_rusage.json")
 if ru:
     res["train_peak_host_rss_mib"] = json.loads(ru)["peak_rss_mib"]
+splat_f32 = load("splat_f32.json")
+if splat_f32:
+    splat_f32 = json.loads(splat_f32)
+    errs = {k: v for k, v in splat_f32["errors"].items() if k != "mismatch"}
+    res["splat_f32_arch"] = splat_f32["arch"]
+    if errs:
+        worst = max(errs, key=errs.get)
+        res["splat_f32_max_error"] = errs[worst]
+        res["splat_f32_max_error_of"] = worst
+    res["splat_f32_mismatch"] = splat_f32["errors"].get("mismatch")
+splat = load("splat.txt")
+if splat_rc == "0" and splat:
+    j = json.loads(splat.strip().splitlines()[-1])
+    for k in ("arch", "gaussians", "layout", "width", "height", "forward_ms", "backward_ms", "first_frame_s",
+              "render_only_ms", "render_only_fps", "render_only_first_s", "entries", "mean_blended"):
+        if k in j:
+            res[f"splat_{k}"] = j[k]
+else:
+    res["splat"] = "failed"
 mem = load("gpu_mem.txt")
 if mem:
     vals = [float(v) for v in mem.split() if v.replace(".", "", 1).isdigit()]
@@ -156,5 +191,5 @@ if mem:
         res["gpu_mib_before"] = vals[0]
 res["outputs"] = out
 print(json.dumps(res))
-sys.exit(0 if f32_rc == field_rc == train_rc == "0" else 1)
+sys.exit(0 if f32_rc == field_rc == train_rc == splat_f32_rc == splat_rc == "0" else 1)
 EOF

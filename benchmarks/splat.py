@@ -21,6 +21,9 @@ per-pixel replay, per-Gaussian gather and chain rule to every parameter. Both ar
 ``first_frame_s``); medians reported. One more frame with a sync after every kernel gives the
 time per stage (``stage_ms``).
 
+The render-only path (``forward(backward=False)``: evaluation, videos, the viewer) is timed the same
+way after one warm-up frame of its own (``render_only_first_s``): ``render_only_ms``.
+
 Usage: python benchmarks/splat.py [--gaussians 20000] [--size 128x96] [--threads 2] [--arch cpu]
                                   [--precision f32] [--repeats 5] [--sh-degree 3] [--seed 0]
                                   [--layout cube|shell]
@@ -28,7 +31,9 @@ Usage: python benchmarks/splat.py [--gaussians 20000] [--size 128x96] [--threads
 Prints the settings, the medians and the stage table; the last line is one JSON object:
 ``name`` ("splat"), ``gaussians``, ``layout``, ``width``, ``height``, ``threads``, ``arch``,
 ``precision``, ``sh_degree``, ``repeats``, ``forward_ms``, ``backward_ms`` (medians),
-``forward_min_ms``, ``backward_min_ms``, ``first_frame_s``, ``visible`` (Gaussians with a
+``forward_min_ms``, ``backward_min_ms``, ``first_frame_s``, ``render_only_ms`` (median),
+``render_only_min_ms``, ``render_only_first_s``, ``render_only_fps`` (1000 / ``render_only_ms``),
+``visible`` (Gaussians with a
 radius), ``entries`` (tile list entries), ``mean_blended`` (Gaussians blended per pixel, mean of
 n_contrib), ``stage_ms``.
 """
@@ -119,10 +124,19 @@ def main(argv=None) -> int:
         ti.sync()
         return 1e3 * (t1 - t0), 1e3 * (time.perf_counter() - t1)
 
+    def render_only():
+        t0 = time.perf_counter()
+        ras.forward(*inputs, n, cam, (1.0, 1.0, 1.0), backward=False)
+        ti.sync()
+        return 1e3 * (time.perf_counter() - t0)
+
     t0 = time.perf_counter()
     frame()
     first = time.perf_counter() - t0
     times = np.array([frame() for _ in range(args.repeats)])
+    first_render = render_only() / 1e3
+    render_times = np.array([render_only() for _ in range(args.repeats)])
+    render_ms = float(np.median(render_times))
     ras.stage_ms = {}
     frame()
     stages = {k: round(v, 2) for k, v in ras.stage_ms.items()}
@@ -135,7 +149,10 @@ def main(argv=None) -> int:
         backward_ms=round(float(np.median(times[:, 1])), 2),
         forward_min_ms=round(float(times[:, 0].min()), 2),
         backward_min_ms=round(float(times[:, 1].min()), 2),
-        first_frame_s=round(first, 2), visible=int((radius > 0).sum()), entries=int(ras.n_entries),
+        first_frame_s=round(first, 2), render_only_ms=round(render_ms, 2),
+        render_only_min_ms=round(float(render_times.min()), 2),
+        render_only_first_s=round(first_render, 2), render_only_fps=round(1e3 / max(render_ms, 1e-6), 2),
+        visible=int((radius > 0).sum()), entries=int(ras.n_entries),
         mean_blended=round(float(ras.n_contrib.to_numpy()[:h, :w].mean()), 2), stage_ms=stages)
     print(f"{n} Gaussians, {args.layout} (visible {result['visible']}, {result['entries']} tile "
           f"entries, {result['mean_blended']} blended per pixel), {w}x{h}, {info.arch} "
@@ -145,6 +162,9 @@ def main(argv=None) -> int:
     print(f"first frame (compilation) {first:.2f} s; median of {args.repeats}: "
           f"forward {result['forward_ms']:.1f} ms, backward {result['backward_ms']:.1f} ms "
           f"(min {result['forward_min_ms']:.1f} / {result['backward_min_ms']:.1f})")
+    print(f"render only (forward(backward=False)): first frame {first_render:.2f} s; median "
+          f"{result['render_only_ms']:.1f} ms (min {result['render_only_min_ms']:.1f}), "
+          f"{result['render_only_fps']:.1f} frames/s")
     print("stage (one frame, sync after each kernel):")
     for k, v in stages.items():
         print(f"  {k:20s} {v:9.2f} ms")

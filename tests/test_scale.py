@@ -216,6 +216,14 @@ def test_gpu_check_published_command(tmp_path):
     json.dumps(_scale().GPU_SET)  # plain data
 
 
+def test_gpu_check_help_is_its_whole_header():
+    lines = (ROOT / "benchmarks" / "gpu_check.sh").read_text().splitlines()
+    header = lines[1:next(i for i, line in enumerate(lines) if i and not line.startswith("#"))]
+    res = _gpu_check("-h")
+    assert res.returncode == 0 and res.stdout.splitlines() == header
+    assert any(line.startswith("# 4.") and "splat" in line for line in header)
+
+
 def test_report_tables_of_scale_records():
     spec = importlib.util.spec_from_file_location("bench_report", ROOT / "benchmarks" / "report.py")
     report = importlib.util.module_from_spec(spec)
