@@ -178,7 +178,7 @@ splat = load("splat.txt")
 if splat_rc == "0" and splat:
     j = json.loads(splat.strip().splitlines()[-1])
     for k in ("arch", "gaussians", "layout", "width", "height", "forward_ms", "backward_ms", "first_frame_s",
-              "render_only_ms", "render_only_fps", "render_only_first_s", "entries", "mean_blended"):
+              "render_only_ms", "render_only_fps", "render_only_first_s", "entries", "mean_walked"):
         if k in j:
             res[f"splat_{k}"] = j[k]
 else:

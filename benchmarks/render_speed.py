@@ -9,7 +9,8 @@ warm-up frame per size (kernel compilation, buffers sized to the image) is not t
 per size and, last, one JSON object: ``name`` ("render_speed"), ``run``, ``kind``, ``step``,
 ``threads``, ``arch``, ``precision``, ``gaussians`` (sync-4dgs: the count; else null), ``results``
 (per size: ``width``, ``height``, ``frames``, ``fps``, ``ms_per_frame`` (median), ``first_frame_s``,
-``mean_blended`` (sync-4dgs: Gaussians blended per pixel, mean over the timed frames)).
+``mean_walked`` (sync-4dgs: tile-list entries a pixel walks to the last Gaussian it blends, mean
+over the timed frames)).
 
     python benchmarks/render_speed.py RUN [--sizes 128x96 1352x1014] [--frames 30] [--threads 2]
         [--arch cpu] [--precision f32] [--record]
@@ -62,7 +63,7 @@ def main(argv=None) -> dict:
     results = []
     for w, h in args.sizes:
         intr = source.ds.intrinsics[cam].resized(w, h)
-        spans, blended = [], []
+        spans, walked = [], []
         first = None
         for i in range(n):
             t0 = time.perf_counter()
@@ -77,15 +78,15 @@ def main(argv=None) -> dict:
             ras = getattr(model, "_rasterizers", None)
             if ras:
                 r = next(r for r in ras if r.width >= w and r.height >= h)
-                blended.append(float(r.n_contrib.to_numpy()[:h, :w].mean()))
+                walked.append(float(r.n_contrib.to_numpy()[:h, :w].mean()))
         total = float(np.sum(spans))
         res = {"width": w, "height": h, "frames": len(spans), "fps": len(spans) / total,
                "ms_per_frame": 1e3 * float(np.median(spans)), "first_frame_s": first,
-               "mean_blended": float(np.mean(blended)) if blended else None}
+               "mean_walked": float(np.mean(walked)) if walked else None}
         results.append(res)
         print(f"{w}x{h}: {res['fps']:.2f} fps ({res['ms_per_frame']:.1f} ms a frame, median of {len(spans)}; "
-              f"first frame {first:.2f} s)" + (f", {res['mean_blended']:.0f} Gaussians blended per pixel"
-                                                if blended else ""), flush=True)
+              f"first frame {first:.2f} s)" + (f", {res['mean_walked']:.0f} list entries walked per pixel"
+                                                if walked else ""), flush=True)
     out = {"name": "render_speed", "run": str(args.run), "kind": model.kind, "step": opened.step,
            "threads": args.threads, "arch": args.arch, "precision": args.precision, "gaussians": gaussians,
            "results": results}

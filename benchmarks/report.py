@@ -306,22 +306,22 @@ def field(recs: list) -> list:
 
 def splat(recs: list) -> list:
     rows = [[r["recorded"]["machine"], f"{r['arch']}, {r['threads']}, {r['precision']}", f"{r['width']}x{r['height']}",
-             f"{r['gaussians']} ({r['layout']})", str(r["entries"]), fmt(r["mean_blended"], ".0f"),
+             f"{r['gaussians']} ({r['layout']})", str(r["entries"]), fmt(r["mean_walked"], ".0f"),
              fmt(r["forward_ms"], ".1f"), fmt(r["backward_ms"], ".1f")]
             for r in latest(recs, lambda r: (r["recorded"]["machine"], r["arch"], r["threads"], r["width"], r["height"],
                                              r["gaussians"], r["layout"], r["precision"])).values()]
     return table(["machine", "arch, threads, precision", "image", "Gaussians (layout)", "tile entries",
-                  "blended per pixel", "forward (ms)", "backward (ms)"], rows) + sources(recs) + [""]
+                  "entries walked per pixel", "forward (ms)", "backward (ms)"], rows) + sources(recs) + [""]
 
 
 def render_speed(recs: list) -> list:
     rows = [[f"`{r['run']}`", r["kind"], str(r.get("step")), fmt(r.get("gaussians"), "d"),
              f"{x['width']}x{x['height']}", f"**{fmt(x['fps'], '.2f')}**", fmt(x["ms_per_frame"], ".1f"),
-             fmt(x.get("mean_blended"), ".0f"), fmt(x.get("first_frame_s"), ".1f", " s"),
+             fmt(x.get("mean_walked"), ".0f"), fmt(x.get("first_frame_s"), ".1f", " s"),
              f"{r['arch']}, {r['threads']}, {r['precision']}", r["recorded"]["machine"]]
             for r in latest(recs, lambda r: (r["run"], r["recorded"]["machine"], r["threads"], r["arch"])).values()
             for x in r["results"]]
-    return table(["run", "model", "step", "Gaussians", "image", "fps", "ms a frame (median)", "blended per pixel",
+    return table(["run", "model", "step", "Gaussians", "image", "fps", "ms a frame (median)", "entries walked per pixel",
                   "first frame", "arch, threads, precision", "machine"], rows) + sources(recs) + [""]
 
 

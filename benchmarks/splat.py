@@ -34,8 +34,8 @@ Prints the settings, the medians and the stage table; the last line is one JSON 
 ``forward_min_ms``, ``backward_min_ms``, ``first_frame_s``, ``render_only_ms`` (median),
 ``render_only_min_ms``, ``render_only_first_s``, ``render_only_fps`` (1000 / ``render_only_ms``),
 ``visible`` (Gaussians with a
-radius), ``entries`` (tile list entries), ``mean_blended`` (Gaussians blended per pixel, mean of
-n_contrib), ``stage_ms``.
+radius), ``entries`` (tile list entries), ``mean_walked`` (list entries a pixel walks to the last Gaussian it
+blends, mean of n_contrib), ``stage_ms``.
 """
 import argparse
 import json
@@ -153,9 +153,9 @@ def main(argv=None) -> int:
         render_only_min_ms=round(float(render_times.min()), 2),
         render_only_first_s=round(first_render, 2), render_only_fps=round(1e3 / max(render_ms, 1e-6), 2),
         visible=int((radius > 0).sum()), entries=int(ras.n_entries),
-        mean_blended=round(float(ras.n_contrib.to_numpy()[:h, :w].mean()), 2), stage_ms=stages)
+        mean_walked=round(float(ras.n_contrib.to_numpy()[:h, :w].mean()), 2), stage_ms=stages)
     print(f"{n} Gaussians, {args.layout} (visible {result['visible']}, {result['entries']} tile "
-          f"entries, {result['mean_blended']} blended per pixel), {w}x{h}, {info.arch} "
+          f"entries, {result['mean_walked']} list entries walked per pixel), {w}x{h}, {info.arch} "
           f"{args.threads} threads, {args.precision}, SH degree {args.sh_degree}")
     if info.note:
         print(info.note)
