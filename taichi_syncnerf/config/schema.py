@@ -284,6 +284,12 @@ class GaussiansConfig:
     init_points: int = opt(20000, "Random initial points when the dataset has no `points3d.npy` (see above).",
                            min=1)
     init_from_dataset: bool = opt(True, "Start from the dataset's `points3d.npy` when it has one.", "bool")
+    init_max_radius_px: Any = opt(None, "A random initial point's Gaussian starts no wider than this (3 sigma, in "
+                                        "pixels of the camera whose pixel it was drawn from; null: its "
+                                        "nearest-neighbour scale as it is). Sparse random points in a large "
+                                        "frustum get scales of a hundred pixels at 1352x1014: every pixel then "
+                                        "walks a thousand of them, and a step takes minutes.", "number", gt=0,
+                                  nullable=True)
     init_opacity: float = opt(0.1, "Opacity of the initial Gaussians.", "number", gt=0, lt=1)
     static_steps: int = opt(3000, "Steps of the coarse stage (plain 3D Gaussians, no deformation); the fine stage "
                                   "(deformation on, a new Adam state) follows.", min=0)

@@ -11,7 +11,9 @@
 
 A point becomes a Gaussian as in 3DGS (GAUSSIAN_REFERENCE.md section 7): SH DC = RGB2SH(colour),
 the rest 0, opacity ``logit(init_opacity)``, isotropic log-scale ``ln sqrt(mean squared distance to
-the 3 nearest other points)`` (floor 1e-7), quaternion (1, 0, 0, 0). The scene extent is 1.1 x the
+the 3 nearest other points)`` (floor 1e-7), quaternion (1, 0, 0, 0). With
+``gaussians.init_max_radius_px`` a random point's scale is at most that radius / 3 in pixels of the
+camera it was drawn from (``depth / fx`` world units a pixel there). The scene extent is 1.1 x the
 largest distance of a training camera's centre from their mean (3DGS's ``cameras_extent``).
 """
 from __future__ import annotations
@@ -80,8 +82,10 @@ def dataset_points(source) -> tuple[np.ndarray, np.ndarray] | None:
     return pts, colours
 
 
-def random_points(source, count: int, rng: np.random.Generator, box=None) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` points seen by random pixels of the training cameras (see the module docstring)."""
+def random_points(source, count: int, rng: np.random.Generator, box=None, footprints: bool = False):
+    """``count`` points seen by random pixels of the training cameras (see the module docstring):
+    ``(points, colours)``, and with ``footprints`` also each point's pixel size (world units: its
+    depth over the focal length of the camera it was drawn from)."""
     from taichi_syncnerf.data.cameras import generate_rays
 
     ds = source.ds
@@ -90,6 +94,7 @@ def random_points(source, count: int, rng: np.random.Generator, box=None) -> tup
     y = rng.integers(0, source.height, count)
     pts = np.empty((count, 3))
     colours = np.empty((count, 3))
+    pixel = np.empty(count)
     u = rng.uniform(0.0, 1.0, count)
     bounds = getattr(ds.scene, "bounds", None)
     for k in np.unique(cams):
@@ -107,8 +112,9 @@ def random_points(source, count: int, rng: np.random.Generator, box=None) -> tup
             leave = np.where(leave > enter, leave, enter + 1e-3)
             depth = enter + u[sel] * (leave - enter)
         pts[sel] = o + d * depth[:, None]
+        pixel[sel] = depth / float(ds.intrinsics[k].fx)
         colours[sel] = np.asarray(ds.frames[k, 0], np.float64)[y[sel], x[sel]] / 255.0
-    return pts, colours
+    return (pts, colours, pixel) if footprints else (pts, colours)
 
 
 def initial_gaussians(source, cfg: dict) -> dict:
@@ -116,11 +122,19 @@ def initial_gaussians(source, cfg: dict) -> dict:
     g = cfg["gaussians"]
     found = dataset_points(source) if g["init_from_dataset"] else None
     rng = np.random.default_rng(int(cfg["train"]["seed"]) + 17)
+    cap_px = g.get("init_max_radius_px")
+    pixel = None
     if found is None:
-        found = random_points(source, int(g["init_points"]), rng, cfg["model"]["bbox"])
-    pts, colours = found
+        pts, colours, pixel = random_points(source, int(g["init_points"]), rng, cfg["model"]["bbox"], footprints=True)
+    else:
+        pts, colours = found
     cap = int(g["max_gaussians"])
     if len(pts) > cap:
         keep = np.sort(rng.choice(len(pts), cap, replace=False))
         pts, colours = pts[keep], colours[keep]
-    return gaussians_from_points(pts, colours, float(g["init_opacity"]), int(g["sh_degree"]))
+        pixel = None if pixel is None else pixel[keep]
+    out = gaussians_from_points(pts, colours, float(g["init_opacity"]), int(g["sh_degree"]))
+    if cap_px is not None and pixel is not None:
+        most = np.log(float(cap_px) / 3.0 * pixel)[:, None]
+        out["log_scales"] = np.minimum(out["log_scales"], most)
+    return out
