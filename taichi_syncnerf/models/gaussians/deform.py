@@ -18,6 +18,17 @@ Backward (hand-written: the MLPs' and the encoder's own backward passes, a ReLU 
 map): reads each head output's ``.grad``, ACCUMULATES into the planes' and MLPs' parameter
 gradients and into the canonical means' gradient (through ``x``), and returns ``dL/dt`` summed
 over the Gaussians: the gradient of the view's time, hence of its camera's offset.
+
+Memory: the network runs over the Gaussians in chunks of at most ``chunk`` rows (default
+:data:`CHUNK`), so its per-row buffers (``x``, ``feat``, ``h``, ``hr``, the heads' chunk outputs,
+the MLPs' and the encoder's internal buffers: about 2,900 floats a row at the published width 128
+with SH degree 3) are sized by the chunk, not by the capacity; only the heads' outputs that the
+cloud reads (``out[name]`` and its ``.grad``, 59 floats a Gaussian at degree 3) are at capacity.
+The backward of a chunk needs that chunk's activations: it runs the chunks last to first, the
+last chunk's are still there from the forward, every other chunk's forward is run again (its
+cost is small next to the rasterizer's; none when the Gaussians fit one chunk). The MLPs' and the
+encoder's backward passes add into the parameters' gradients, so the chunks' gradients sum as
+one pass's would (up to the order of the sums).
 """
 
 import numpy as np
@@ -27,14 +38,30 @@ from taichi_syncnerf.kernels.mlp import MLP, flatten
 from taichi_syncnerf.kernels.planes import PlaneEncoder
 
 
+CHUNK = 65536   # Gaussians per pass of the network, at most (see the module docstring)
+
+
 @ti.kernel
-def _inputs(means: ti.template(), x: ti.template(), n: ti.i32, lo0: float, lo1: float, lo2: float,
+def _inputs(means: ti.template(), x: ti.template(), o: ti.i32, n: ti.i32, lo0: float, lo1: float, lo2: float,
             s0: float, s1: float, s2: float, t: float):
     for i in range(n):
-        x[i, 0] = (means[3 * i] - lo0) * s0 - 1.0
-        x[i, 1] = (means[3 * i + 1] - lo1) * s1 - 1.0
-        x[i, 2] = (means[3 * i + 2] - lo2) * s2 - 1.0
+        k = 3 * (o + i)
+        x[i, 0] = (means[k] - lo0) * s0 - 1.0
+        x[i, 1] = (means[k + 1] - lo1) * s1 - 1.0
+        x[i, 2] = (means[k + 2] - lo2) * s2 - 1.0
         x[i, 3] = t
+
+
+@ti.kernel
+def _put_rows(src: ti.template(), dst: ti.template(), o: ti.i32, n: ti.i32):
+    for i, j in ti.ndrange(n, src.shape[1]):
+        dst[o + i, j] = src[i, j]
+
+
+@ti.kernel
+def _get_grad_rows(src: ti.template(), dst: ti.template(), o: ti.i32, n: ti.i32):
+    for i, j in ti.ndrange(n, dst.shape[1]):
+        dst.grad[i, j] = src.grad[o + i, j]
 
 
 @ti.kernel
@@ -59,12 +86,14 @@ def _relu_backward(h: ti.template(), acc: ti.template(), n: ti.i32):
 
 
 @ti.kernel
-def _inputs_backward(x: ti.template(), means: ti.template(), n: ti.i32, s0: float, s1: float, s2: float) -> float:
+def _inputs_backward(x: ti.template(), means: ti.template(), o: ti.i32, n: ti.i32, s0: float, s1: float,
+                     s2: float) -> float:
     total = 0.0
     for i in range(n):
-        means.grad[3 * i] += x.grad[i, 0] * s0
-        means.grad[3 * i + 1] += x.grad[i, 1] * s1
-        means.grad[3 * i + 2] += x.grad[i, 2] * s2
+        k = 3 * (o + i)
+        means.grad[k] += x.grad[i, 0] * s0
+        means.grad[k + 1] += x.grad[i, 1] * s1
+        means.grad[k + 2] += x.grad[i, 2] * s2
         total += x.grad[i, 3]
     return total
 
@@ -87,31 +116,42 @@ class Deformation:
     """Deltas of up to ``capacity`` Gaussians at one time (see the module docstring).
 
     ``cfg``: the ``gaussians`` config section; ``heads``: head name -> output width;
-    ``time_res``: rows of the time planes; ``box``: (2, 3) ``[lo, hi]`` of the means.
+    ``time_res``: rows of the time planes; ``box``: (2, 3) ``[lo, hi]`` of the means; ``chunk``:
+    Gaussians per pass of the network (its per-row buffers hold ``min(capacity, chunk)`` rows;
+    default :data:`CHUNK`).
     """
 
-    def __init__(self, cfg: dict, capacity: int, heads: dict, time_res: int, box, seed: int):
+    def __init__(self, cfg: dict, capacity: int, heads: dict, time_res: int, box, seed: int, chunk: int | None = None):
         cap = int(capacity)
+        chunk = CHUNK if chunk is None else int(chunk)
+        if cap < 1 or chunk < 1:
+            raise ValueError(f"capacity ({capacity}) and chunk ({chunk}) must be >= 1")
         self.capacity = cap
+        self.chunk = rows = min(cap, chunk)
         res = [int(cfg["plane_res"]) * int(m) for m in cfg["plane_multires"]]
-        self.encoder = PlaneEncoder(4, int(cfg["plane_features"]), res, int(time_res), cap, seed=seed)
+        self.encoder = PlaneEncoder(4, int(cfg["plane_features"]), res, int(time_res), rows, seed=seed)
         F, W = self.encoder.output_dim, int(cfg["deform_width"])
         depth = max(1, int(cfg["deform_depth"]))
-        self.trunk = MLP(F, [W] * (depth - 1), W, cap, seed=seed + 1)
+        self.trunk = MLP(F, [W] * (depth - 1), W, rows, seed=seed + 1)
         self.trunk.set_params(flatten(xavier_layers(self.trunk.dims, seed + 1)))
         self.heads = {}
         for k, (name, dim) in enumerate(heads.items()):
-            mlp = MLP(W, [W], int(dim), cap, seed=seed + 2 + k)
+            mlp = MLP(W, [W], int(dim), rows, seed=seed + 2 + k)
             mlp.set_params(flatten(xavier_layers(mlp.dims, seed + 2 + k, bool(cfg["deform_zero_init"]))))
             self.heads[name] = mlp
-        self.x = ti.field(float, shape=(cap, 4), needs_grad=True)
-        self.feat = ti.field(float, shape=(cap, F), needs_grad=True)
-        self.h = ti.field(float, shape=(cap, W), needs_grad=True)
-        self.hr = ti.field(float, shape=(cap, W), needs_grad=True)
-        self._acc = ti.field(float, shape=(cap, W))
+        # one chunk's rows
+        self.x = ti.field(float, shape=(rows, 4), needs_grad=True)
+        self.feat = ti.field(float, shape=(rows, F), needs_grad=True)
+        self.h = ti.field(float, shape=(rows, W), needs_grad=True)
+        self.hr = ti.field(float, shape=(rows, W), needs_grad=True)
+        self._acc = ti.field(float, shape=(rows, W))
+        self._head_out = {name: ti.field(float, shape=(rows, int(dim)), needs_grad=True) for name, dim in heads.items()}
+        # every Gaussian's deltas (what the cloud reads, and where it writes their gradients)
         self.out = {name: ti.field(float, shape=(cap, int(dim)), needs_grad=True) for name, dim in heads.items()}
         self.set_box(box)
         self._n = 0
+        self._t = 0.0
+        self._live = None      # (first row, rows) of the chunk whose activations the buffers hold
 
     def set_box(self, box) -> None:
         box = np.asarray(box, np.float64).reshape(2, 3)
@@ -125,31 +165,53 @@ class Deformation:
         out.update({f"head_{name}": mlp.params for name, mlp in self.heads.items()})
         return out
 
+    def _chunks(self, n: int) -> list:
+        return [(o, min(self.chunk, n - o)) for o in range(0, n, self.chunk)]
+
+    def _forward_chunk(self, means_flat, o: int, m: int, t: float) -> None:
+        """The network on Gaussians ``[o, o + m)``: activations in the chunk buffers, deltas in
+        the heads' chunk outputs."""
+        self._live = None
+        _inputs(means_flat, self.x, o, m, *self._lo, *self._scale, float(t))
+        self.encoder.forward(self.x, self.feat, m)
+        self.trunk.forward(self.feat, self.h, m)
+        _relu(self.h, self.hr, m)
+        for name, mlp in self.heads.items():
+            mlp.forward(self.hr, self._head_out[name], m)
+        self._live = (o, m)
+
     def forward(self, means_flat, n: int, t: float) -> dict:
         """Deltas of Gaussians ``< n`` (canonical means: the cloud's flat ``means``) at time ``t``:
         ``{head: (capacity, dim) field}``."""
-        self._n = int(n)
-        if n == 0:
-            return self.out
-        _inputs(means_flat, self.x, n, *self._lo, *self._scale, float(t))
-        self.encoder.forward(self.x, self.feat, n)
-        self.trunk.forward(self.feat, self.h, n)
-        _relu(self.h, self.hr, n)
-        for name, mlp in self.heads.items():
-            mlp.forward(self.hr, self.out[name], n)
+        n = int(n)
+        if not 0 <= n <= self.capacity:
+            raise ValueError(f"n={n} outside [0, capacity={self.capacity}]")
+        self._n, self._t = n, float(t)
+        for o, m in self._chunks(n):
+            self._forward_chunk(means_flat, o, m, t)
+            for name in self.heads:
+                _put_rows(self._head_out[name], self.out[name], o, m)
         return self.out
 
     def backward(self, means_flat, n: int) -> float:
         """Backward of the last :meth:`forward` from the heads' ``out[...].grad``; returns the summed
         dL/dt (the time is one value for every Gaussian)."""
+        n = int(n)
         if n == 0:
             return 0.0
         if n != self._n:
             raise RuntimeError("Deformation.backward needs the forward of the same Gaussians")
-        for k, (name, mlp) in enumerate(self.heads.items()):
-            mlp.backward(self.hr, self.out[name], n, input_grad=True)
-            _add_rows(self._acc, self.hr, n, int(k == 0))
-        _relu_backward(self.h, self._acc, n)
-        self.trunk.backward(self.feat, self.h, n, input_grad=True)
-        self.encoder.backward(self.x, self.feat, n, coord_grad=True)
-        return float(_inputs_backward(self.x, means_flat, n, *self._scale))
+        total = 0.0
+        for o, m in reversed(self._chunks(n)):      # the last chunk first: its activations are live
+            if self._live != (o, m):
+                self._forward_chunk(means_flat, o, m, self._t)
+            self._live = None
+            for k, (name, mlp) in enumerate(self.heads.items()):
+                _get_grad_rows(self.out[name], self._head_out[name], o, m)
+                mlp.backward(self.hr, self._head_out[name], m, input_grad=True)
+                _add_rows(self._acc, self.hr, m, int(k == 0))
+            _relu_backward(self.h, self._acc, m)
+            self.trunk.backward(self.feat, self.h, m, input_grad=True)
+            self.encoder.backward(self.x, self.feat, m, coord_grad=True)
+            total += float(_inputs_backward(self.x, means_flat, o, m, *self._scale))
+        return total
