@@ -86,6 +86,7 @@ ALPHA_MAX = 0.99
 ALPHA_MIN = 1.0 / 255.0
 T_MIN = 1e-4
 MAX_SH_DEGREE = 3
+CULL_SLACK = 1e-3  # relative margin of the per-tile reach test (_tile_hit)
 LANES = 16  # pixels of a row blended together by the render-only kernel (forward(backward=False))
 # packed per-Gaussian render data (_gdata columns; the first N_DATA are also the order of the
 # per-entry gradient slots); LCUT: a power below it gives alpha < alpha_min for sure (exp skipped)
@@ -204,6 +205,41 @@ def _tile_span(m, r, n_tiles):
 
 
 @ti.func
+def _quad(ka, kb, kc, dx, dy):
+    return ka * dx * dx + 2.0 * kb * dx * dy + kc * dy * dy
+
+
+@ti.func
+def _tile_hit(u, v, ka, kb, kc, lcut, tx, ty, w, h) -> bool:
+    """Whether any pixel centre of tile (tx, ty) can pass the skip test ``power >= lcut`` of a
+    Gaussian at (u, v) with conic (ka, kb, kc): the minimum of ``q = -2 power`` over the tile's
+    rectangle of pixel centres against ``-2 lcut`` (float64, with a margin far above the float32
+    rounding of the pixels' own test). A tile it cannot reach gets no list entry: the same pixels
+    blend the same Gaussians, in shorter lists."""
+    hit = True
+    if lcut > -1.0e29:
+        u64, v64 = ti.cast(u, ti.f64), ti.cast(v, ti.f64)
+        a, b, c = ti.cast(ka, ti.f64), ti.cast(kb, ti.f64), ti.cast(kc, ti.f64)
+        dxlo = u64 - ti.min(ti.cast(tx * TILE, ti.f64) + TILE - 0.5, ti.cast(w, ti.f64) - 0.5)
+        dxhi = u64 - (ti.cast(tx * TILE, ti.f64) + 0.5)
+        dylo = v64 - ti.min(ti.cast(ty * TILE, ti.f64) + TILE - 0.5, ti.cast(h, ti.f64) - 0.5)
+        dyhi = v64 - (ti.cast(ty * TILE, ti.f64) + 0.5)
+        qmin = ti.cast(0.0, ti.f64)
+        if not (dxlo <= 0.0 and dxhi >= 0.0 and dylo <= 0.0 and dyhi >= 0.0):
+            qmin = ti.cast(1.0e300, ti.f64)
+            for k in ti.static(range(2)):
+                dx = dxlo if k == 0 else dxhi
+                dy = ti.min(ti.max(-b * dx / c, dylo), dyhi)
+                qmin = ti.min(qmin, _quad(a, b, c, dx, dy))
+                dy2 = dylo if k == 0 else dyhi
+                dx2 = ti.min(ti.max(-b * dy2 / a, dxlo), dxhi)
+                qmin = ti.min(qmin, _quad(a, b, c, dx2, dy2))
+        limit = -2.0 * ti.cast(lcut, ti.f64)
+        hit = qmin <= limit + CULL_SLACK * (1.0 + ti.abs(limit))
+    return hit
+
+
+@ti.func
 def _entry_less(k1, i1, k2, i2):
     """Order of list entries: camera z, then Gaussian index."""
     return k1 < k2 or (k1 == k2 and i1 < i2)
@@ -286,7 +322,7 @@ class Rasterizer:
         self.d_background = ti.field(float, shape=3)
         self.d_mean2d = ti.field(float, shape=(N, 2))
         self.d_mean2d_norm_ndc = ti.field(float, shape=N)
-        self.n_entries = 0
+        self.n_entries = self.n_slots = 0
         self.stage_ms = None  # set to {} to time each stage into it (a sync after each kernel)
         self._capacity = 0
         self._grow(max_entries if max_entries is not None else 16 * N)
@@ -343,10 +379,11 @@ class Rasterizer:
         self._timed("project", self._project, means, log_scales, quats, opacity_logits, sh, n,
                     k_active, float(alpha_min), *cam)
         total = int(self._timed("scan", self._scan, n_tiles, n))
-        if total > self._capacity:
-            self._grow(int(total * 1.5))
-        self.n_entries = total
-        self._timed("fill", self._fill, self._ekey, self._eid, n, w)
+        slots = int(self._gslot[n])  # one per tile of each rect; entries only where the Gaussian reaches
+        if max(total, slots) > self._capacity:
+            self._grow(int(max(total, slots) * 1.5))
+        self.n_entries, self.n_slots = total, slots
+        self._timed("fill", self._fill, self._ekey, self._eid, n, w, h)
         self._timed("sort", self._sort, self._ekey, self._eid, self._ekey2, self._eid2,
                     self._eslot, w, h)
         if backward:
@@ -370,7 +407,7 @@ class Rasterizer:
         use = [self._set_grad(fld, g, s["h"], s["w"]) for fld, g in
                ((self.colour, d_colour), (self.alpha, d_alpha), (self.depth, d_depth))]
         self._timed("backward_pixels", self._backward_pixels, self._eid, self._eslot, self._egrad,
-                    self.n_entries, s["w"], s["h"], *s["bg"], s["alpha_min"],
+                    self.n_slots, s["w"], s["h"], *s["bg"], s["alpha_min"],
                     *(int(u) for u in use))
         self.d_background.fill(0.0)
         if use[0]:
@@ -482,7 +519,10 @@ class Rasterizer:
                         self._gdata[i, Z] = pc[2]
                         for ty_ in range(y0, y1):
                             for tx_ in range(x0, x1):
-                                ti.atomic_add(self._tile_count[ty_ * tiles_x + tx_], 1)
+                                if _tile_hit(self._gdata[i, U], self._gdata[i, V], self._gdata[i, KA],
+                                             self._gdata[i, KB], self._gdata[i, KC], self._gdata[i, LCUT],
+                                             tx_, ty_, w, h):
+                                    ti.atomic_add(self._tile_count[ty_ * tiles_x + tx_], 1)
             if radius == 0:
                 x0, y0, x1, y1 = 0, 0, 0, 0
             self.radius[i] = radius
@@ -506,7 +546,7 @@ class Rasterizer:
         return self._tile_start[n_tiles]
 
     @ti.kernel
-    def _fill(self, keys: ti.template(), ids: ti.template(), n: int, w: int):
+    def _fill(self, keys: ti.template(), ids: ti.template(), n: int, w: int, h: int):
         tiles_x = (w + TILE - 1) // TILE
         for t in range(self.max_tiles):
             self._tile_count[t] = 0  # reused as the fill cursor
@@ -514,10 +554,12 @@ class Rasterizer:
             if self.radius[i] > 0:
                 for ty in range(self._rect[i, 1], self._rect[i, 3]):
                     for tx in range(self._rect[i, 0], self._rect[i, 2]):
-                        t = ty * tiles_x + tx
-                        e = self._tile_start[t] + ti.atomic_add(self._tile_count[t], 1)
-                        keys[e] = self._gdata[i, Z]
-                        ids[e] = i
+                        if _tile_hit(self._gdata[i, U], self._gdata[i, V], self._gdata[i, KA], self._gdata[i, KB],
+                                     self._gdata[i, KC], self._gdata[i, LCUT], tx, ty, w, h):
+                            t = ty * tiles_x + tx
+                            e = self._tile_start[t] + ti.atomic_add(self._tile_count[t], 1)
+                            keys[e] = self._gdata[i, Z]
+                            ids[e] = i
 
     @ti.kernel
     def _sort(self, k1: ti.template(), i1: ti.template(), k2: ti.template(), i2: ti.template(),
@@ -662,12 +704,12 @@ class Rasterizer:
     # ---- backward kernels -----------------------------------------------------------------------
     @ti.kernel
     def _backward_pixels(self, ids: ti.template(), slot: ti.template(), egrad: ti.template(),
-                         n_entries: int, w: int,
+                         n_slots: int, w: int,
                          h: int, bg0: float, bg1: float, bg2: float, alpha_min: float, use_c: int,
                          use_a: int, use_d: int):
         tiles_x = (w + TILE - 1) // TILE
         n_tiles = tiles_x * ((h + TILE - 1) // TILE)
-        for e in range(n_entries):
+        for e in range(n_slots):
             for c in ti.static(range(N_DATA)):
                 egrad[e, c] = 0.0
         bg = ti.Vector([bg0, bg1, bg2])

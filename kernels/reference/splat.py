@@ -10,7 +10,7 @@ kernels' exp-free pre-skip of far pixels is left out (it makes the same decision
 """
 import numpy as np
 
-from ..splat import (ALPHA_MAX, ALPHA_MIN, FOV_MARGIN, LOW_PASS, NEAR, T_MIN, TILE)
+from ..splat import (ALPHA_MAX, ALPHA_MIN, CULL_SLACK, FOV_MARGIN, LOW_PASS, NEAR, T_MIN, TILE)
 from ..sh import C1, C2, C3
 from . import sh as ref_sh
 
@@ -134,16 +134,44 @@ def project(means, log_scales, quats, opacity_logits, sh, camera, n_coeffs):
     return out
 
 
-def bin_gaussians(proj, width, height):
-    """Per tile (row-major, 16x16) the ids of the Gaussians whose rect covers it, sorted by
-    (z, id): a list of int arrays."""
+def tile_reaches(u, v, conic, lcut, tx, ty, width, height, slack=CULL_SLACK):
+    """Whether a pixel centre of tile (tx, ty) can pass the skip test ``power >= lcut`` (the
+    kernel's exp-free form of ``alpha >= alpha_min``): the minimum of ``q = -2 power`` over the
+    tile's rectangle of pixel centres against ``-2 lcut``, with the kernel's relative margin."""
+    if lcut <= -1e29:
+        return True
+    a, b, c = conic
+    dxlo = u - min(tx * TILE + TILE - 0.5, width - 0.5)
+    dxhi = u - (tx * TILE + 0.5)
+    dylo = v - min(ty * TILE + TILE - 0.5, height - 0.5)
+    dyhi = v - (ty * TILE + 0.5)
+
+    def q(dx, dy):
+        return a * dx * dx + 2.0 * b * dx * dy + c * dy * dy
+
+    qmin = 0.0
+    if not (dxlo <= 0.0 <= dxhi and dylo <= 0.0 <= dyhi):
+        qmin = min(min(q(dx, min(max(-b * dx / c, dylo), dyhi)) for dx in (dxlo, dxhi)),
+                   min(q(min(max(-b * dy / a, dxlo), dxhi), dy) for dy in (dylo, dyhi)))
+    limit = -2.0 * lcut
+    return qmin <= limit + slack * (1.0 + abs(limit))
+
+
+def bin_gaussians(proj, width, height, alpha_min=ALPHA_MIN):
+    """Per tile (row-major, 16x16) the ids of the Gaussians whose rect covers it and that can reach
+    one of its pixels (:func:`tile_reaches`), sorted by (z, id): a list of int arrays."""
     tiles_x, tiles_y = -(-width // TILE), -(-height // TILE)
+    r = proj["rect"]
+    with np.errstate(divide="ignore"):
+        lcut = (np.log(alpha_min / np.maximum(proj["opacity"], 1e-300)) - 1e-3 if alpha_min > 0
+                else np.full(len(r), -1e30))
     lists = []
     for t in range(tiles_x * tiles_y):
         tx, ty = t % tiles_x, t // tiles_x
-        r = proj["rect"]
         ids = np.nonzero((proj["radius"] > 0) & (r[:, 0] <= tx) & (tx < r[:, 2])
                          & (r[:, 1] <= ty) & (ty < r[:, 3]))[0]
+        ids = np.array([i for i in ids if tile_reaches(proj["u"][i], proj["v"][i], proj["conic"][i], lcut[i], tx, ty,
+                                                      width, height)], np.int64)
         lists.append(ids[np.lexsort((ids, proj["z"][ids]))])
     return lists
 
@@ -174,7 +202,7 @@ def forward(means, log_scales, quats, opacity_logits, sh, camera, background=(0.
     w, h = camera.width, camera.height
     bg = np.asarray(background, np.float64)
     proj = project(*args, camera, K)
-    lists = bin_gaussians(proj, w, h)
+    lists = bin_gaussians(proj, w, h, alpha_min)
     out = dict(colour=np.zeros((h, w, 3)), alpha=np.zeros((h, w)), depth=np.zeros((h, w)),
                final_t=np.zeros((h, w)), n_contrib=np.zeros((h, w), np.int64))
     for t, ids in enumerate(lists):

@@ -159,6 +159,31 @@ def setup(scene):
 # ------------------------------------------------------------------------------------------ forward
 
 
+def test_tile_culling_changes_no_pixel(monkeypatch):
+    """A Gaussian is listed only in the tiles it can reach (tile_reaches): against lists of every tile
+    of its rect, the same colour, alpha, depth and final T, and shorter lists (elongated and faint
+    Gaussians in a wide image); with alpha_min 0 nothing is culled."""
+    from taichi_syncnerf.data.cameras import Intrinsics, look_at
+    from taichi_syncnerf.kernels import splat
+    from taichi_syncnerf.kernels.reference import splat as ref
+
+    sc = make_scene(seed=5)
+    c2w = look_at(np.array([0.3, -4.0, 0.5]), np.zeros(3), np.array([0.0, 0.0, 1.0]))
+    sc["cam"] = splat.Camera.from_opengl_c2w(Intrinsics.from_fov(0.9, 160, 96), c2w)   # 10 x 6 tiles
+    sc["log_scales"][:8, 0] += 1.2                        # long thin ellipses: corners of the rect are empty
+    sc["opacity_logits"][:8] = -3.0                       # faint: they reach less far than 3 sigma
+    culled = ref_forward(sc)
+    monkeypatch.setattr(ref, "tile_reaches", lambda *a, **k: True)
+    full = ref_forward(sc)
+    for k in ("colour", "alpha", "depth", "final_t"):
+        np.testing.assert_array_equal(culled[k], full[k], err_msg=k)
+    n_culled, n_full = sum(map(len, culled["lists"])), sum(map(len, full["lists"]))
+    assert n_culled < 0.8 * n_full
+    off = ref_forward(sc, alpha_min=0.0)
+    monkeypatch.undo()
+    assert sum(map(len, ref_forward(sc, alpha_min=0.0)["lists"])) == sum(map(len, off["lists"])) == n_full
+
+
 @pytest.mark.parametrize("sh_degree", [0, 3])
 def test_forward_matches_reference(setup, sh_degree):
     sc, ras = setup["sc"], setup["ras"]
