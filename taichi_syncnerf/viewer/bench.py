@@ -6,7 +6,8 @@ the dataset's render path (spiral or orbit) while time advances, rendering at th
 choice 1/4 (a quarter of H), then rests and renders the full frame the way the viewer does: in
 passes (:func:`taichi_syncnerf.viewer.app.pass_strides` at the speed measured while moving), the
 first pass a coarse picture. The viewer's default "while moving" choice, "auto", would move at the
-height that renders at ``AUTO_FPS``; the figures give that height for the speed measured. Each
+height that renders at ``AUTO_FPS``; the figures give that height for the cost measured (a fixed
+part and a pixel rate fitted to the moving and the full frames, :mod:`taichi_syncnerf.viewer.cost`). Each
 frame is rendered by the viewer's own path (:class:`RunModel`) and JPEG-encoded as it is sent to
 the browser. "time to full" is the rest the viewer waits (``SETTLE_S``) plus the passes and their
 encodings. CPU seconds are given beside wall seconds: on a shared machine they say what an idle
@@ -20,6 +21,7 @@ import time
 import numpy as np
 
 from taichi_syncnerf.viewer.camera import camera_fov, view_intrinsics
+from taichi_syncnerf.viewer.cost import FrameCost
 from taichi_syncnerf.viewer.live import RunModel
 from taichi_syncnerf.viewer.panel import AUTO_FPS, MOVING_SCALES
 
@@ -67,8 +69,9 @@ def benchmark(run, sizes, moving_frames: int = 20, full_frames: int = 3, log=pri
         seconds = time.perf_counter() - t0
         fps = moving_frames / seconds
         cpu_fps = moving_frames / (time.process_time() - c0)
-        rate = moving_frames * small.width * small.height / seconds
-        strides = pass_strides(full.width * full.height, rate)
+        cost = FrameCost()
+        cost.add(small.width * small.height, seconds / moving_frames)
+        strides = pass_strides(full.width * full.height, cost)
         times, cpu, first = [], [], []
         for i in tqdm(range(full_frames), desc=f"full {full.width}x{full.height}", leave=False):
             t1, c1 = time.perf_counter(), time.process_time()
@@ -83,9 +86,10 @@ def benchmark(run, sizes, moving_frames: int = 20, full_frames: int = 3, log=pri
             times.append(time.perf_counter() - t1)
             cpu.append(time.process_time() - c1)
             first.append(passes[0] if passes else times[-1])
-        auto_h = int(np.sqrt(fps * small.width * small.height / AUTO_FPS / aspect))
+        cost.add(full.width * full.height, float(np.median(times)))     # with the moving frames: fixed + rate
+        auto_h = cost.height_for(1.0 / AUTO_FPS, aspect, 8, h)
         r = {"full": f"{full.width}x{full.height}", "moving": f"{small.width}x{small.height}",
-             "auto_moving_height": max(8, min(h, auto_h)),
+             "auto_moving_height": auto_h,
              "moving_fps": round(fps, 2), "passes": list(strides),
              "first_pass_s": round(SETTLE_S + float(np.median(first)), 3),
              "full_frame_s": round(float(np.median(times)), 3),
