@@ -398,13 +398,14 @@ def _scale_note(r: dict) -> str:
     if st == "train_final_grid":
         return "grids at their final size (4 growths in 6 steps), last step's speed"
     if st == "testoptim":
-        return f"{r.get('steps')} steps of {r.get('batch_rays')} rays"
+        what = "whole images" if "4dgs" in str(r.get("preset")) else f"{r.get('batch_rays')} rays"
+        return f"{r.get('steps')} steps of {what}"
     if st == "eval":
         return f"{r.get('frames')} frame, {r.get('size')}, {fmt(r.get('seconds'), '.0f', ' s')}"
     if st == "render":
         return "`render --frames 1`"
     if st == "view":
-        return f"{r.get('full')}: first pass {fmt(r.get('first_pass_s'), '.1f', ' s')}, full {fmt(r.get('full_frame_s'), '.0f', ' s')}"
+        return f"{r.get('full')}: first pass {fmt(r.get('first_pass_s'), '.1f', ' s')}, full {fmt(r.get('full_frame_s'), '.2f' if (r.get('full_frame_s') or 0) < 10 else '.0f', ' s')}"
     return ""
 
 
