@@ -519,14 +519,19 @@ class Rasterizer:
                         self._gdata[i, Z] = pc[2]
                         for ty_ in range(y0, y1):
                             for tx_ in range(x0, x1):
-                                if _tile_hit(self._gdata[i, U], self._gdata[i, V], self._gdata[i, KA],
-                                             self._gdata[i, KB], self._gdata[i, KC], self._gdata[i, LCUT],
-                                             tx_, ty_, w, h):
+                                if self._reaches(i, tx_, ty_, w, h):
                                     ti.atomic_add(self._tile_count[ty_ * tiles_x + tx_], 1)
             if radius == 0:
                 x0, y0, x1, y1 = 0, 0, 0, 0
             self.radius[i] = radius
             self._rect[i, 0], self._rect[i, 1], self._rect[i, 2], self._rect[i, 3] = x0, y0, x1, y1
+
+    @ti.func
+    def _reaches(self, i, tx, ty, w, h) -> bool:
+        """Whether projected Gaussian ``i`` (its packed data) can reach a pixel of tile (tx, ty):
+        the one test the counting and the filling of the tile lists share."""
+        return _tile_hit(self._gdata[i, U], self._gdata[i, V], self._gdata[i, KA], self._gdata[i, KB],
+                         self._gdata[i, KC], self._gdata[i, LCUT], tx, ty, w, h)
 
     @ti.kernel
     def _scan(self, n_tiles: int, n: int) -> int:
@@ -554,8 +559,7 @@ class Rasterizer:
             if self.radius[i] > 0:
                 for ty in range(self._rect[i, 1], self._rect[i, 3]):
                     for tx in range(self._rect[i, 0], self._rect[i, 2]):
-                        if _tile_hit(self._gdata[i, U], self._gdata[i, V], self._gdata[i, KA], self._gdata[i, KB],
-                                     self._gdata[i, KC], self._gdata[i, LCUT], tx, ty, w, h):
+                        if self._reaches(i, tx, ty, w, h):
                             t = ty * tiles_x + tx
                             e = self._tile_start[t] + ti.atomic_add(self._tile_count[t], 1)
                             keys[e] = self._gdata[i, Z]

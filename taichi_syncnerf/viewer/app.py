@@ -151,9 +151,7 @@ def moving_height(choice: str, target: int, aspect: float, cost: FrameCost | Non
     scale = MOVING_SCALES[choice]
     if scale is not None:
         return max(8, int(round(target * scale)))
-    if cost is None:
-        return max(8, min(target, 24))
-    return cost.height_for(1.0 / AUTO_FPS, aspect, 8, target)
+    return (cost if cost is not None else FrameCost()).height_for(1.0 / AUTO_FPS, aspect, 8, target)
 
 
 def _f2(x: float, sign: str = "") -> str:

@@ -48,7 +48,7 @@ class FrameCost:
 
     def height_for(self, budget_s: float, aspect: float, lowest: int, highest: int) -> int:
         """The tallest frame of width ``aspect`` x height predicted within ``budget_s`` seconds,
-        clamped to [lowest, highest]."""
+        clamped to [lowest, highest]; 24 rows (clamped) while nothing is measured."""
         if self.rate is None:
             return max(lowest, min(highest, 24))
         spare = max(budget_s - self.fixed, 0.0)

@@ -25,7 +25,7 @@ def test_initial_radius_is_capped_in_pixels_of_the_drawing_camera(source):
     capped = initial_gaussians(source, apply_overrides(DEFAULTS, SMALL + ["gaussians.init_max_radius_px=14"]))
     cfg = apply_overrides(DEFAULTS, SMALL)
     rng = np.random.default_rng(int(cfg["train"]["seed"]) + 17)           # the draw initial_gaussians makes
-    pts, _, pixel = random_points(source, 60, rng, cfg["model"]["bbox"], footprints=True)
+    pts, _, pixel = random_points(source, 60, rng, cfg["model"]["bbox"])
     np.testing.assert_array_equal(pts, free["means"])
     np.testing.assert_array_equal(capped["means"], free["means"])
     radius_px = 3.0 * np.exp(capped["log_scales"][:, 0]) / pixel              # 3 sigma over a pixel's size

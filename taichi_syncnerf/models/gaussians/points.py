@@ -82,10 +82,10 @@ def dataset_points(source) -> tuple[np.ndarray, np.ndarray] | None:
     return pts, colours
 
 
-def random_points(source, count: int, rng: np.random.Generator, box=None, footprints: bool = False):
+def random_points(source, count: int, rng: np.random.Generator, box=None):
     """``count`` points seen by random pixels of the training cameras (see the module docstring):
-    ``(points, colours)``, and with ``footprints`` also each point's pixel size (world units: its
-    depth over the focal length of the camera it was drawn from)."""
+    ``(points, colours, pixel)``, ``pixel`` each point's pixel size (world units: its depth over
+    the focal length of the camera it was drawn from)."""
     from taichi_syncnerf.data.cameras import generate_rays
 
     ds = source.ds
@@ -114,7 +114,7 @@ def random_points(source, count: int, rng: np.random.Generator, box=None, footpr
         pts[sel] = o + d * depth[:, None]
         pixel[sel] = depth / float(ds.intrinsics[k].fx)
         colours[sel] = np.asarray(ds.frames[k, 0], np.float64)[y[sel], x[sel]] / 255.0
-    return (pts, colours, pixel) if footprints else (pts, colours)
+    return pts, colours, pixel
 
 
 def initial_gaussians(source, cfg: dict) -> dict:
@@ -125,7 +125,7 @@ def initial_gaussians(source, cfg: dict) -> dict:
     cap_px = g.get("init_max_radius_px")
     pixel = None
     if found is None:
-        pts, colours, pixel = random_points(source, int(g["init_points"]), rng, cfg["model"]["bbox"], footprints=True)
+        pts, colours, pixel = random_points(source, int(g["init_points"]), rng, cfg["model"]["bbox"])
     else:
         pts, colours = found
     cap = int(g["max_gaussians"])
