@@ -284,6 +284,18 @@ class GaussiansConfig:
     init_points: int = opt(20000, "Random initial points when the dataset has no `points3d.npy` (see above).",
                            min=1)
     init_from_dataset: bool = opt(True, "Start from the dataset's `points3d.npy` when it has one.", "bool")
+    init_depth: str = opt("photo", "Depth of a random initial point along its pixel's ray: `photo`, the most "
+                                   "photo-consistent of `init_depth_candidates` depths against the other training "
+                                   "cameras' first frames (a plane sweep); `random`, uniform in disparity "
+                                   "(forward-facing) or along the ray inside the scene box.", "choice",
+                          choices=("photo", "random"))
+    init_depth_candidates: int = opt(48, "Candidate depths of `init_depth: photo`.", min=2)
+    lr_extent: str = opt("cameras", "The length the rates of the means and the deformation are multiplied by: "
+                                    "`cameras`, the scene extent (3DGS: 1.1 x the largest distance of a training "
+                                    "camera from their mean); `depth`, the median distance of the initial Gaussians "
+                                    "from their nearest training camera (the same scale on a forward-facing rig, "
+                                    "whose cameras sit close together, as on one around the scene).", "choice",
+                         choices=("cameras", "depth"))
     init_max_radius_px: Any = opt(None, "A random initial point's Gaussian starts no wider than this (3 sigma, in "
                                         "pixels of the camera whose pixel it was drawn from; null: its "
                                         "nearest-neighbour scale as it is). Sparse random points in a large "
@@ -300,8 +312,8 @@ class GaussiansConfig:
     ssim_weight: float = opt(0.0, "Weight `w` of D-SSIM in the loss `(1 - w) L1 + w (1 - SSIM)` (3DGS: 0.2; "
                                   "4DGaussians: 0).", "number", min=0, max=1)
     lr_position_init: float = opt(1.6e-4, "Learning rate of the means at the start of each stage, times the "
-                                          "scene extent.", "number", min=0)
-    lr_position_final: float = opt(1.6e-6, "... decayed exponentially to this (times the extent).", "number", min=0)
+                                          "length `lr_extent` names.", "number", min=0)
+    lr_position_final: float = opt(1.6e-6, "... decayed exponentially to this (times the same length).", "number", min=0)
     position_lr_steps: int = opt(20000, "... over this many steps of the stage.", min=1)
     lr_feature: float = opt(2.5e-3, "Learning rate of the SH DC; the higher coefficients learn at 1/20 of it.",
                             "number", min=0)
@@ -309,11 +321,11 @@ class GaussiansConfig:
     lr_scaling: float = opt(5.0e-3, "Learning rate of the log-scales.", "number", min=0)
     lr_rotation: float = opt(1.0e-3, "Learning rate of the quaternions.", "number", min=0)
     lr_grid_init: float = opt(1.6e-3, "Learning rate of the deformation planes at the start of the fine stage, times "
-                                      "the extent.", "number", min=0)
-    lr_grid_final: float = opt(1.6e-4, "... decayed exponentially to this (times the extent).", "number", min=0)
+                                      "the length `lr_extent` names.", "number", min=0)
+    lr_grid_final: float = opt(1.6e-4, "... decayed exponentially to this (times the same length).", "number", min=0)
     lr_mlp_init: float = opt(1.6e-4, "Learning rate of the deformation MLPs at the start of the fine stage, times "
-                                     "the extent.", "number", min=0)
-    lr_mlp_final: float = opt(1.6e-5, "... decayed exponentially to this (times the extent).", "number", min=0)
+                                     "the length `lr_extent` names.", "number", min=0)
+    lr_mlp_final: float = opt(1.6e-5, "... decayed exponentially to this (times the same length).", "number", min=0)
     deform_lr_steps: int = opt(14000, "Steps of the fine stage over which the deformation's rates decay.", min=1)
     plane_features: int = opt(16, "Features per plane texel of the deformation's space-time planes.", min=1)
     plane_res: int = opt(64, "Base resolution of the planes along x, y and z.", min=2)

@@ -32,6 +32,15 @@ from taichi_syncnerf.models.gaussians.state import GaussianState
 from taichi_syncnerf.offsets import TimeOffsets
 
 
+def median_camera_distance(points: np.ndarray, centres: np.ndarray, chunk: int = 65536) -> float:
+    """The median over ``points`` of the distance to the nearest of ``centres``."""
+    p = np.asarray(points, np.float64)
+    c = np.asarray(centres, np.float64)
+    near = np.concatenate([np.linalg.norm(p[a:a + chunk, None] - c[None], axis=2).min(1)
+                           for a in range(0, len(p), chunk)])
+    return max(float(np.median(near)), 1e-9)
+
+
 def resolve_time_res(value, n_frames: int) -> int:
     return max(2, int(math.ceil(n_frames / 2))) if value == "auto" else int(value)
 
@@ -43,7 +52,7 @@ class SyncGaussians(GaussianState, SyncModel):
     kind = "sync-4dgs"
 
     def __init__(self, cfg: dict, n_cameras: int, n_frames: int, test_index: int, background, width: int,
-                 height: int, extent: float, init=None):
+                 height: int, extent: float, init=None, centres=None):
         g = cfg["gaussians"]
         self.cfg, self.g = cfg, g
         self.sync = bool(cfg["model"]["sync"])
@@ -52,6 +61,8 @@ class SyncGaussians(GaussianState, SyncModel):
         self.size = (int(width), int(height))
         self.max_rays = int(width) * int(height)
         self.extent = float(extent) if extent > 1e-9 else 1.0
+        self.lr_length = self.extent
+        self._centres = None if centres is None else np.asarray(centres, np.float64).reshape(-1, 3)
         seed = int(cfg["train"]["seed"])
         cap = int(g["max_gaussians"])
         self.cloud = GaussianCloud(cap, int(g["sh_degree"]))
@@ -72,9 +83,10 @@ class SyncGaussians(GaussianState, SyncModel):
     def build(cls, cfg: dict, source) -> "SyncGaussians":
         from taichi_syncnerf.models.gaussians.points import camera_extent, initial_gaussians
 
-        extent = camera_extent(source.ds.c2w[source.train_indices])
+        c2w = np.asarray(source.ds.c2w[source.train_indices], np.float64)
         return cls(cfg, source.n_cameras, source.n_frames, source.test_index, source.background, source.width,
-                   source.height, extent, init=lambda: initial_gaussians(source, cfg))
+                   source.height, camera_extent(c2w), init=lambda: initial_gaussians(source, cfg),
+                   centres=c2w[:, :3, 3])
 
     @classmethod
     def min_frames(cls, cfg: dict) -> tuple[int, str]:
@@ -224,3 +236,5 @@ class SyncGaussians(GaussianState, SyncModel):
             p = arrays["means"]
             margin = 1e-3 * max(float(np.ptp(p, axis=0).max()), 1e-6)
             self.deform.set_box([p.min(0) - margin, p.max(0) + margin])
+            if self.g["lr_extent"] == "depth" and self._centres is not None and len(p):
+                self.lr_length = median_camera_distance(p, self._centres)

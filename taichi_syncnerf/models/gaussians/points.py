@@ -8,6 +8,14 @@
   bounds (forward-facing scenes) or uniform along the part of the ray inside the scene box
   (``model.bbox`` or the dataset's, world-space scenes). Each takes its pixel's colour in the
   camera's first frame: "random points in the scene box" that start with a plausible colour.
+  With ``gaussians.init_depth: photo`` the depth is instead the most photo-consistent of
+  ``init_depth_candidates`` depths over the same range (a plane sweep, :func:`photo_depths`): the
+  point's 3x3 patch in its camera's first frame against the patches where that depth projects in
+  the other training cameras' first frames, mean absolute difference over the best half of the
+  cameras that see it (a camera that sees the point occluded, or a mover at another time, is left
+  out). Where the colour does not say (a textureless wall, a depth no other camera sees) the sweep
+  picks a depth as good as a random one. In world-space scenes the pixels are drawn among those
+  not of the background's colour (within 0.02): a background pixel says nothing of the scene box.
 
 A point becomes a Gaussian as in 3DGS (GAUSSIAN_REFERENCE.md section 7): SH DC = RGB2SH(colour),
 the rest 0, opacity ``logit(init_opacity)``, isotropic log-scale ``ln sqrt(mean squared distance to
@@ -82,35 +90,115 @@ def dataset_points(source) -> tuple[np.ndarray, np.ndarray] | None:
     return pts, colours
 
 
-def random_points(source, count: int, rng: np.random.Generator, box=None):
-    """``count`` points seen by random pixels of the training cameras (see the module docstring):
-    ``(points, colours, pixel)``, ``pixel`` each point's pixel size (world units: its depth over
-    the focal length of the camera it was drawn from)."""
+def _depth_of(source, k: int, o: np.ndarray, d: np.ndarray, u: np.ndarray, box) -> np.ndarray:
+    """Depths (along ``d``, camera z = -1) at fractions ``u`` (any shape ``(n, ...)``) of the range
+    of camera ``k``'s rays ``o + s d``: uniform in disparity between its near and far bounds
+    (forward-facing scenes), uniform along the part of the ray inside ``box`` (world-space)."""
+    ds = source.ds
+    bounds = getattr(ds.scene, "bounds", None)
+    extra = (slice(None),) + (None,) * (np.ndim(u) - 1)
+    if ds.ndc and bounds is not None:
+        near, far = float(bounds[k, 0]), float(bounds[k, 1])
+        return 1.0 / (1.0 / near + u * (1.0 / far - 1.0 / near))
+    lo, hi = np.asarray(box, np.float64).reshape(2, 3)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t0, t1 = (lo - o) / d, (hi - o) / d
+    enter = np.maximum(np.nanmax(np.minimum(t0, t1), 1), source.near)
+    leave = np.minimum(np.nanmin(np.maximum(t0, t1), 1), source.far)
+    leave = np.where(leave > enter, leave, enter + 1e-3)
+    return enter[extra] + u * (leave - enter)[extra]
+
+
+def _patches(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The 3x3 patches (float64 in [0, 1], shape ``x.shape + (9, 3)``) around integer pixels
+    ``(x, y)`` of a (H, W, 3) uint8 image, edges clamped."""
+    h, w = image.shape[:2]
+    out = np.empty(np.shape(x) + (9, 3))
+    i = 0
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            out[..., i, :] = image[np.clip(y + dy, 0, h - 1), np.clip(x + dx, 0, w - 1)]
+            i += 1
+    return out / 255.0
+
+
+def photo_depths(source, k: int, x: np.ndarray, y: np.ndarray, box, n_depths: int, fallback: np.ndarray,
+                 chunk: int = 512) -> np.ndarray:
+    """The most photo-consistent depth (along camera ``k``'s unnormalised rays, z = -1) of each
+    pixel ``(x, y)`` of training camera ``k`` among ``n_depths`` candidates spread as
+    :func:`_depth_of` spreads them (see the module docstring); a pixel no other camera sees at any
+    candidate takes the depth at fraction ``fallback`` of its range."""
     from taichi_syncnerf.data.cameras import generate_rays
 
     ds = source.ds
+    others = [j for j in np.asarray(source.train_indices) if int(j) != int(k)]
+    frames = {int(j): np.asarray(ds.frames[int(j), 0]) for j in others}
+    own = _patches(np.asarray(ds.frames[k, 0]), x, y)
+    u = (np.arange(n_depths) + 0.5) / n_depths
+    out = np.empty(len(x))
+    for a in range(0, len(x), chunk):
+        b = min(len(x), a + chunk)
+        o, d = generate_rays(ds.intrinsics[k], ds.c2w[k], x[a:b], y[a:b], normalize=False)
+        depth = _depth_of(source, k, o, d, np.broadcast_to(u, (b - a, n_depths)), box)    # (n, D)
+        p = o[:, None, :] + d[:, None, :] * depth[..., None]                               # (n, D, 3)
+        costs = np.full((len(others), b - a, n_depths), np.inf)
+        for c, j in enumerate(others):
+            intr, c2w = ds.intrinsics[int(j)], np.asarray(ds.c2w[int(j)], np.float64)
+            q = (p - c2w[:3, 3]) @ c2w[:3, :3]                                            # camera space, OpenGL
+            z = -q[..., 2]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                px = np.floor(intr.fx * q[..., 0] / z + intr.cx).astype(np.int64)
+                py = np.floor(-intr.fy * q[..., 1] / z + intr.cy).astype(np.int64)
+            seen = (z > 1e-6) & (px >= 0) & (px < intr.width) & (py >= 0) & (py < intr.height)
+            theirs = _patches(frames[int(j)], np.where(seen, px, 0), np.where(seen, py, 0))
+            diff = np.abs(theirs - own[a:b, None]).mean((-1, -2))
+            costs[c] = np.where(seen, diff, np.inf)
+        costs.sort(axis=0)
+        n_seen = np.isfinite(costs).sum(0)                                                 # (n, D)
+        best = np.maximum(1, (n_seen + 1) // 2)
+        finite = np.where(np.isfinite(costs), costs, 0.0)
+        csum = np.cumsum(finite, axis=0)
+        score = np.take_along_axis(csum, (best - 1)[None], 0)[0] / best
+        score = np.where(n_seen >= 1, score, np.inf)
+        pick = np.argmin(score, axis=1)
+        out[a:b] = depth[np.arange(b - a), pick]
+        blind = ~np.isfinite(score).any(1)
+        if blind.any():
+            out[a:b][blind] = _depth_of(source, k, o[blind], d[blind], fallback[a:b][blind], box)
+    return out
+
+
+def random_points(source, count: int, rng: np.random.Generator, box=None, mode: str = "random",
+                  n_depths: int = 48):
+    """``count`` points seen by random pixels of the training cameras (see the module docstring):
+    ``(points, colours, pixel)``, ``pixel`` each point's pixel size (world units: its depth over
+    the focal length of the camera it was drawn from). ``mode``: ``random`` or ``photo`` depths."""
+    from taichi_syncnerf.data.cameras import generate_rays
+
+    ds = source.ds
+    box = box if box is not None else source.bbox
     cams = rng.choice(np.asarray(source.train_indices), count)
     x = rng.integers(0, source.width, count)
     y = rng.integers(0, source.height, count)
+    if not ds.ndc:                        # world-space: a background-coloured pixel says nothing of the box
+        bg = np.asarray(source.background, np.float64) * 255.0
+        for k in np.unique(cams):
+            sel = np.flatnonzero(cams == k)
+            ys, xs = np.nonzero(np.any(np.abs(np.asarray(ds.frames[k, 0], np.float64) - bg) > 5.1, axis=2))
+            if len(xs):
+                pick = rng.integers(0, len(xs), len(sel))
+                x[sel], y[sel] = xs[pick], ys[pick]
     pts = np.empty((count, 3))
     colours = np.empty((count, 3))
     pixel = np.empty(count)
     u = rng.uniform(0.0, 1.0, count)
-    bounds = getattr(ds.scene, "bounds", None)
     for k in np.unique(cams):
         sel = np.flatnonzero(cams == k)
         o, d = generate_rays(ds.intrinsics[k], ds.c2w[k], x[sel], y[sel], normalize=False)   # d: camera z = -1
-        if ds.ndc and bounds is not None:
-            near, far = float(bounds[k, 0]), float(bounds[k, 1])
-            depth = 1.0 / (1.0 / near + u[sel] * (1.0 / far - 1.0 / near))
+        if mode == "photo" and len(source.train_indices) > 1:
+            depth = photo_depths(source, int(k), x[sel], y[sel], box, n_depths, u[sel])
         else:
-            lo, hi = np.asarray(box if box is not None else source.bbox, np.float64).reshape(2, 3)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                t0, t1 = (lo - o) / d, (hi - o) / d
-            enter = np.maximum(np.nanmax(np.minimum(t0, t1), 1), source.near)
-            leave = np.minimum(np.nanmin(np.maximum(t0, t1), 1), source.far)
-            leave = np.where(leave > enter, leave, enter + 1e-3)
-            depth = enter + u[sel] * (leave - enter)
+            depth = _depth_of(source, int(k), o, d, u[sel], box)
         pts[sel] = o + d * depth[:, None]
         pixel[sel] = depth / float(ds.intrinsics[k].fx)
         colours[sel] = np.asarray(ds.frames[k, 0], np.float64)[y[sel], x[sel]] / 255.0
@@ -125,7 +213,8 @@ def initial_gaussians(source, cfg: dict) -> dict:
     cap_px = g.get("init_max_radius_px")
     pixel = None
     if found is None:
-        pts, colours, pixel = random_points(source, int(g["init_points"]), rng, cfg["model"]["bbox"])
+        pts, colours, pixel = random_points(source, int(g["init_points"]), rng, cfg["model"]["bbox"],
+                                            str(g["init_depth"]), int(g["init_depth_candidates"]))
     else:
         pts, colours = found
     cap = int(g["max_gaussians"])

@@ -3,8 +3,10 @@
 Groups: one per Gaussian attribute (``means``, ``sh_dc``, ``sh_rest``, ``opacity``, ``log_scales``,
 ``quats``), the deformation's ``deform.planes``, ``deform.trunk`` and ``deform.head_*``, and
 ``offsets``. Rates (GAUSSIAN_REFERENCE.md section 5): the means decay exponentially from
-``lr_position_init`` to ``lr_position_final`` (x extent) over ``position_lr_steps`` steps of the
-current stage; the planes and MLPs from ``lr_grid_*`` / ``lr_mlp_*`` (x extent) over
+``lr_position_init`` to ``lr_position_final`` (x the length ``lr_length``: the scene extent, or with
+``gaussians.lr_extent: depth`` the median distance of the initial Gaussians from their nearest
+training camera) over ``position_lr_steps`` steps of the current stage; the planes and MLPs from
+``lr_grid_*`` / ``lr_mlp_*`` (x the same length) over
 ``deform_lr_steps`` steps of the fine stage; ``sh_rest`` learns at ``lr_feature / 20``. The offsets
 learn at ``train.lr * offsets.lr_scale`` times the training loop's ``lr_scale`` (``train.schedule``),
 as in the other families; the Gaussians' and the deformation's rates follow only their own decays.
@@ -37,7 +39,7 @@ class GaussianState:
     """Optimiser and checkpoint half of :class:`~taichi_syncnerf.models.gaussians.model.SyncGaussians`."""
 
     def _build_optimizer(self) -> None:
-        g, e = self.g, self.extent
+        g, e = self.g, self.lr_length
         lrs = {"means": g["lr_position_init"] * e, "sh_dc": g["lr_feature"], "sh_rest": g["lr_feature"] / 20.0,
                "opacity": g["lr_opacity"], "log_scales": g["lr_scaling"], "quats": g["lr_rotation"]}
         groups = [ParamGroup(a, self.cloud.params[a], float(lrs[a]), betas=(0.9, 0.999)) for a in self.cloud.groups()]
@@ -50,7 +52,7 @@ class GaussianState:
         self.optimizer = Adam(groups)
 
     def _rate(self, name: str, step: int) -> float:
-        g, e = self.g, self.extent
+        g, e = self.g, self.lr_length
         stage_start = int(g["static_steps"]) if self.fine else 0
         if name == "means":
             return exp_decay(g["lr_position_init"] * e, g["lr_position_final"] * e, step - stage_start,
@@ -82,6 +84,7 @@ class GaussianState:
         out["gaussians/count"] = np.array(n, np.int64)
         out["gaussians/box"] = self.deform.box.copy()
         out["gaussians/extent"] = np.array(self.extent)
+        out["gaussians/lr_length"] = np.array(self.lr_length)
         out["gaussians/fine"] = np.array(int(self.fine))
         out["gaussians/sh_active"] = np.array(int(self.sh_active))
         out.update({f"deform/{k}": f.to_numpy() for k, f in self.deform.named_params().items()})
@@ -113,6 +116,7 @@ class GaussianState:
         self.cloud.set(values)
         self._init = None
         self.deform.set_box(need("gaussians/box"))
+        self.lr_length = float(arrays.get("gaussians/lr_length", self.extent))
         for k, f in self.deform.named_params().items():
             a = need(f"deform/{k}")
             if a.shape != tuple(f.shape):
