@@ -12,6 +12,14 @@ The update is PyTorch's Adam (no weight decay, no amsgrad)::
 the same kernel pass. The kernel compiles once per distinct field (Taichi ``ti.template()``), which
 is fine for the handful of groups of a model.
 
+Moments: by default every group's ``m`` and ``v`` are allocated with the optimiser. With
+``Adam(groups, lazy_moments=True)`` a group's moments are allocated at its first update (or when a
+state with a non-zero step count is loaded into it), each group's pair in an SNode tree of its own
+that :meth:`Adam.free` destroys: a group that stays frozen (or an optimiser that never steps, as
+when a model is only rendered) holds no moments, and a model can release the moments of its large
+groups before it allocates their replacements. Until then its moments read as zeros (what they
+would hold), so the updates are the same either way.
+
 Example::
 
     opt = Adam([ParamGroup("field", model.params, lr=1e-2),
@@ -74,7 +82,7 @@ def _has_grad(field) -> bool:
 
 
 class _State:
-    def __init__(self, group: ParamGroup):
+    def __init__(self, group: ParamGroup, lazy: bool = False):
         p = group.param
         if len(p.shape) != 1:
             raise ValueError(f"group {group.name!r}: param must be a flat 1-D field, got shape {p.shape}")
@@ -85,12 +93,44 @@ class _State:
             raise ValueError(f"group {group.name!r}: need 0 <= betas < 1, eps >= 0, lr >= 0")
         self.group = group
         self.size = p.shape[0]
-        self.m = ti.field(p.dtype, shape=self.size)
-        self.v = ti.field(p.dtype, shape=self.size)
+        self.dtype = p.dtype
+        self.m = self.v = self.tree = None
+        if not lazy:
+            self.m = ti.field(p.dtype, shape=self.size)
+            self.v = ti.field(p.dtype, shape=self.size)
         self.step = 0
         self.mask = None
         if group.mask is not None:
             self.set_mask(group.mask)
+
+    @property
+    def allocated(self) -> bool:
+        return self.m is not None
+
+    def allocate(self) -> None:
+        """The moments (zeros) in an SNode tree of their own (lazy moments), if not yet there."""
+        if self.m is not None:
+            return
+        fb = ti.FieldsBuilder()
+        self.m = ti.field(self.dtype)
+        self.v = ti.field(self.dtype)
+        fb.dense(ti.i, self.size).place(self.m)
+        fb.dense(ti.i, self.size).place(self.v)
+        self.tree = fb.finalize()
+        self.m.fill(0.0)
+        self.v.fill(0.0)
+
+    def free(self) -> None:
+        """Destroy lazily allocated moments (they read as zeros again)."""
+        if self.tree is not None:
+            self.tree.destroy()
+            self.m = self.v = self.tree = None
+
+    def moment_arrays(self, to_numpy=None) -> tuple:
+        if self.m is None:
+            return np.zeros(self.size, _np_dtype(self)), np.zeros(self.size, _np_dtype(self))
+        to_numpy = to_numpy or (lambda f: f.to_numpy())
+        return to_numpy(self.m), to_numpy(self.v)
 
     def set_mask(self, mask) -> None:
         if mask is None:
@@ -109,9 +149,12 @@ class Adam:
 
     groups: sequence of :class:`ParamGroup` (or dicts with the same keys); names must be unique
         and may not contain ``/``.
+    lazy_moments: allocate each group's moments at its first update, in SNode trees that
+        :meth:`free` destroys (see the module docstring); default: with the optimiser.
     """
 
-    def __init__(self, groups: Sequence):
+    def __init__(self, groups: Sequence, lazy_moments: bool = False):
+        self.lazy_moments = bool(lazy_moments)
         self._states = {}
         seen = set()
         for g in groups:
@@ -121,7 +164,7 @@ class Adam:
             if id(g.param) in seen:
                 raise ValueError(f"group {g.name!r}: field already belongs to another group")
             seen.add(id(g.param))
-            self._states[g.name] = _State(g)
+            self._states[g.name] = _State(g, self.lazy_moments)
 
     # ------------------------------------------------------------------ access
     @property
@@ -162,6 +205,7 @@ class Adam:
             if g.frozen:
                 _zero_grad(g.param)
                 continue
+            s.allocate()
             s.step += 1
             b1, b2 = g.betas
             step_size = g.lr * lr_scale / (1.0 - b1**s.step)
@@ -172,8 +216,20 @@ class Adam:
 
     def moments(self, name: str) -> tuple:
         """``(m, v)`` of group ``name`` as numpy arrays (P,)."""
-        s = self._get(name)
-        return s.m.to_numpy(), s.v.to_numpy()
+        return self._get(name).moment_arrays()
+
+    def moments_bytes(self) -> int:
+        """Bytes of the moments allocated now (every group's, or with lazy moments those updated)."""
+        return sum(2 * s.size * np.dtype(_np_dtype(s)).itemsize for s in self._states.values() if s.allocated)
+
+    def free(self) -> None:
+        """Release the lazily allocated moments of every group (``lazy_moments`` only; the moments
+        then read as zeros and the step counts restart at 0). The optimiser stays usable."""
+        if not self.lazy_moments:
+            raise ValueError("free() needs an optimiser with lazy_moments=True")
+        for s in self._states.values():
+            s.free()
+            s.step = 0
 
     def set_moments(self, name: str, m, v, step: int | None = None) -> None:
         """Replace group ``name``'s moments (arrays (P,)) and, when given, its step count; how a model
@@ -182,9 +238,10 @@ class Adam:
         m, v = np.asarray(m), np.asarray(v)
         if m.shape != (s.size,) or v.shape != (s.size,):
             raise ValueError(f"group {name!r}: moments of shape {m.shape}, {v.shape}, expected ({s.size},)")
-        dtype = _np_dtype(s.m)
-        s.m.from_numpy(m.astype(dtype))
-        s.v.from_numpy(v.astype(dtype))
+        dtype = _np_dtype(s)
+        s.allocate()
+        s.m.from_numpy(m.astype(dtype, copy=False))
+        s.v.from_numpy(v.astype(dtype, copy=False))
         if step is not None:
             s.step = int(step)
 
@@ -193,13 +250,14 @@ class Adam:
             _zero_grad(s.group.param)
 
     # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict:
+    def state_dict(self, to_numpy=None) -> dict:
         """Plain data for ``np.savez``: ``{name}/m``, ``{name}/v`` arrays, ``{name}/step`` int,
-        ``{name}/lr`` float, ``{name}/frozen`` bool, and ``adam_version``."""
+        ``{name}/lr`` float, ``{name}/frozen`` bool, and ``adam_version``. ``to_numpy``: how a
+        moment field becomes an array (default ``field.to_numpy()``); moments not allocated (lazy
+        moments) are zeros."""
         out = {"adam_version": STATE_VERSION}
         for name, s in self._states.items():
-            out[f"{name}/m"] = s.m.to_numpy()
-            out[f"{name}/v"] = s.v.to_numpy()
+            out[f"{name}/m"], out[f"{name}/v"] = s.moment_arrays(to_numpy)
             out[f"{name}/step"] = int(s.step)
             out[f"{name}/lr"] = float(s.group.lr)
             out[f"{name}/frozen"] = bool(s.group.frozen)
@@ -227,13 +285,18 @@ class Adam:
             if step < 0:
                 raise ValueError(f"group {name!r}: negative step count {step}")
         for name, s in self._states.items():
-            dtype = _np_dtype(s.m)
-            s.m.from_numpy(np.asarray(state[f"{name}/m"]).astype(dtype))
-            s.v.from_numpy(np.asarray(state[f"{name}/v"]).astype(dtype))
-            s.step = int(np.asarray(state[f"{name}/step"]))
+            dtype = _np_dtype(s)
+            m, v = np.asarray(state[f"{name}/m"]), np.asarray(state[f"{name}/v"])
+            step = int(np.asarray(state[f"{name}/step"]))
+            if s.allocated or step > 0 or m.any() or v.any():
+                s.allocate()
+                s.m.from_numpy(m.astype(dtype, copy=False))
+                s.v.from_numpy(v.astype(dtype, copy=False))
+            s.step = step
             s.group.lr = float(np.asarray(state[f"{name}/lr"]))
             s.group.frozen = bool(np.asarray(state[f"{name}/frozen"]))
 
 
 def _np_dtype(field):
+    """numpy dtype of a field (or of a group state's moments)."""
     return np.float64 if field.dtype == ti.f64 else np.float32

@@ -83,8 +83,11 @@ class VMEncoder:
         self.meta.from_numpy(np.array(rows, np.int32))
         self.res_f = ti.field(ti.i32, shape=3)
         self.res_f.from_numpy(np.array(res, np.int32))
-        rng = np.random.default_rng(seed)
-        self.set_params(rng.normal(0.0, init_std, self.n_params))
+        if init_std != 0.0:
+            rng = np.random.default_rng(seed)
+            self.set_params(rng.normal(0.0, init_std, self.n_params))
+        else:  # zeros without a full-size float64 draw of them (0.3 GB per appearance grid at 640^3)
+            self.params.fill(0.0)
 
     def get_params(self) -> np.ndarray:
         return self.params.to_numpy()
@@ -93,7 +96,7 @@ class VMEncoder:
         values = np.asarray(values)
         if values.shape != (self.n_params,):
             raise ValueError(f"expected {self.n_params} VM parameters, got shape {values.shape}")
-        self.params.from_numpy(values.astype(runtime.np_float()))
+        self.params.from_numpy(values.astype(runtime.np_float(), copy=False))
 
     def _check(self, x, feat, n):
         if not 0 <= n <= min(self.max_points, x.shape[0], feat.shape[0]):

@@ -125,3 +125,55 @@ def test_zero_grad_and_errors(fields, rng):
         adam.Adam([adam.ParamGroup("a", ti.field(float, shape=3), 1.0)])
     with pytest.raises(ValueError, match="mask shape"):
         opt.set_mask("offsets", np.ones(3))
+
+
+def test_lazy_moments_update_exactly_as_eager_ones_and_hold_only_what_steps(fields, rng):
+    """``lazy_moments``: the same updates, bit for bit, as moments allocated with the optimiser;
+    a group holds moments only once it has been updated, :meth:`Adam.free` releases them (they
+    read as zeros, the step counts restart) and a saved state loads back into a lazy optimiser."""
+    init = {k: rng.normal(size=n) for k, n in SIZES.items()}
+    mask = np.ones(SIZES["offsets"], dtype=bool)
+    mask[0] = False
+
+    def make(lazy):
+        for k, f in fields.items():
+            f.from_numpy(init[k])
+            f.grad.fill(0.0)
+        return adam.Adam([adam.ParamGroup("field", fields["field"], lr=1e-2),
+                          adam.ParamGroup("offsets", fields["offsets"], lr=3e-3, eps=1e-8, mask=mask),
+                          adam.ParamGroup("frozen", fields["frozen"], lr=1.0, frozen=True)], lazy_moments=lazy)
+
+    grads = [{name: rng.normal(size=n) * 10.0 ** rng.integers(-3, 2) for name, n in SIZES.items()}
+             for _ in range(4)]
+
+    def run(opt):
+        for g in grads:
+            for name, f in fields.items():
+                f.grad.from_numpy(g[name])
+            opt.step(lr_scale=0.7)
+        return {k: f.to_numpy() for k, f in fields.items()}, opt.state_dict()
+
+    eager = make(False)
+    item = 8  # float64 in the tests
+    assert eager.moments_bytes() == 2 * item * sum(SIZES.values())  # allocated with the optimiser
+    with pytest.raises(ValueError, match="lazy_moments"):
+        eager.free()
+    want, want_state = run(eager)
+    lazy = make(True)
+    assert lazy.moments_bytes() == 0
+    assert all(not v.any() for k, v in lazy.state_dict().items() if k.endswith(("/m", "/v")))
+    got, got_state = run(lazy)
+    for k in SIZES:
+        np.testing.assert_array_equal(got[k], want[k])
+    for k, v in want_state.items():
+        np.testing.assert_array_equal(np.asarray(got_state[k]), np.asarray(v))
+    assert lazy.moments_bytes() == 2 * item * (SIZES["field"] + SIZES["offsets"])  # the frozen group: none
+
+    lazy.free()
+    assert lazy.moments_bytes() == 0 and lazy.step_count("field") == 0
+    m, v = lazy.moments("field")
+    assert not m.any() and not v.any()
+    lazy.load_state_dict(want_state)  # allocates the groups whose state has steps
+    assert lazy.moments_bytes() == 2 * item * (SIZES["field"] + SIZES["offsets"])
+    np.testing.assert_array_equal(lazy.moments("field")[0], want_state["field/m"])
+    assert lazy.step_count("field") == 4

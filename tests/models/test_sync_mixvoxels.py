@@ -248,3 +248,47 @@ def test_retrain_variation_moves_only_the_variation_field_and_lowers_its_loss(mo
         changed = not np.array_equal(f.to_numpy(), before[name])
         assert changed == name.startswith("variation."), name
     randomize(model)
+
+
+def test_grid_growth_and_checkpoint_memory(model, monkeypatch):
+    """What the final-size grids cost (the Plenoptic preset's 640^3 grids, 0.45 GiB per copy):
+    a model that only renders holds no optimiser moments; a grid growth frees the old moments
+    before it allocates the new grids (none held right after it); a training step allocates the
+    moments of the groups it updates and of no other; a checkpoint copies the large arrays into
+    file-backed pages (spill.host_copy), not into anonymous memory, and reads back the same.
+    Grows the model's grids."""
+    from taichi_syncnerf.models.mixvoxels import spill
+
+    randomize(model)
+    batch = make_batch()
+    model.mx.update({"upsample_steps": [], "alpha_mask_steps": []})
+    model._build_optimizer()
+    assert model.optimizer.moments_bytes() == 0
+    n = model.load_rays(batch["origins"], batch["dirs"], batch["dirs"], np.zeros(R), batch["cams"])
+    model.render_rays(n)
+    assert model.optimizer.moments_bytes() == 0
+    model.train_on(batch, 10, 1.0, offsets_frozen=False)
+    assert model.optimizer.moments_bytes() > 0
+    res = [r + 2 for r in model.res]
+    model.upsample(res)
+    assert model.res == res and model.optimizer.moments_bytes() == 0
+    model.train_on(batch, 11, 1.0, offsets_frozen=False)
+    item = np.dtype(np.float64).itemsize  # the tests run in float64
+    opt = model.optimizer
+    updated = [name for name in opt.names if not opt.group(name).frozen]
+    assert "static.appearance" in updated and any(name.startswith("per_frame.") for name in opt.names)
+    assert opt.moments_bytes() == sum(2 * item * opt.group(name).param.shape[0] for name in updated)
+
+    monkeypatch.setattr(spill, "SPILL_BYTES", 1)  # every array a spilled copy, as the large ones are
+    arrays = model.state_arrays()
+    for key in ("params/static.appearance", "params/dynamic.density", "adam/static.appearance/m",
+                "adam/variation.grid/v"):
+        a = arrays[key]
+        assert isinstance(a, np.memmap) or isinstance(a.base, np.memmap), key
+    want = {name: f.to_numpy() for name, f, _ in model.param_groups()}
+    want_m = opt.moments("static.appearance")[0]
+    randomize(model, seed=9)
+    model.load_state_arrays(arrays, "ckpt")
+    for name, f, _ in model.param_groups():
+        np.testing.assert_array_equal(f.to_numpy(), want[name])
+    np.testing.assert_array_equal(model.optimizer.moments("static.appearance")[0], want_m)

@@ -177,15 +177,24 @@ class SyncMixVoxels(MixVoxelsTraining, MixVoxelsState, SyncModel):
 
     def _build_optimizer(self) -> None:
         """A new Adam over the current parameters, its state in SNode trees of its own: the
-        previous optimiser's are freed (parts.own_trees)."""
+        previous optimiser's are freed (parts.own_trees, Adam.free). Its moments are allocated
+        at each group's first update (lazy moments): a model that only renders (eval, render, the
+        viewer) holds none, test-time optimisation only the offsets', and a grid growth frees the
+        old grids' moments before the new grids are allocated (:meth:`.state.MixVoxelsState.upsample`)."""
         groups = [{"name": n, "param": f, "lr": lr, "frozen": n == "offsets" and not self.sync}
                   for n, f, lr in self.param_groups()]
         self.base_lr = {g["name"]: g["lr"] for g in groups}
         self.lrs = dict(self.base_lr)
+        self.free_moments()
         old = getattr(self, "_optimizer_trees", [])
         with own_trees() as self._optimizer_trees:
-            self.optimizer = Adam(groups)
+            self.optimizer = Adam(groups, lazy_moments=True)
         free_trees(old)
+
+    def free_moments(self) -> None:
+        """Release the optimiser's moments (they restart at zero)."""
+        if getattr(self, "optimizer", None) is not None:
+            self.optimizer.free()
 
     after_training = False  # set by prepare_testoptim
     steps_done: int | None = None  # training steps behind the parameters (None: unknown, taken as all)

@@ -10,6 +10,7 @@ import taichi as ti
 from taichi_syncnerf import runtime
 from taichi_syncnerf.checkpoint import load_optimizer_state
 from taichi_syncnerf.errors import UserError
+from taichi_syncnerf.models.mixvoxels.spill import host_copy
 
 MASK_MAX_RES = 128  # the alpha mask's grid follows the VM grid, at most this many cells per axis
 
@@ -43,10 +44,12 @@ class MixVoxelsState:
         return [self.static.grids, self.variation.grids, self.dynamic.grids]
 
     def upsample(self, res) -> None:
-        """Resample every grid to ``res`` (3,); the optimiser restarts (fresh moments)."""
+        """Resample every grid to ``res`` (3,); the optimiser restarts (fresh moments: the old
+        ones are freed first, so that they are not held beside the old and the new grids)."""
         res = [int(r) for r in res]
         if res == self.res:
             return
+        self.free_moments()
         for g in self.grids():
             g.upsample(res)
         self.res = res
@@ -58,14 +61,17 @@ class MixVoxelsState:
         the cells of that (dilated) mask."""
         res = [min(r, MASK_MAX_RES) for r in self.res]
         axes = [(np.arange(r) + 0.5) / r * 2.0 - 1.0 for r in res]
-        z, y, x = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
-        pts = np.stack([x.ravel(), y.ravel(), z.ravel()], 1)
-        sigma = np.empty(len(pts))
+        total = res[0] * res[1] * res[2]
+        sigma = np.empty(total)
         fdt = runtime.np_float()
-        for a in range(0, len(pts), self.S):
-            b = min(len(pts), a + self.S)
-            chunk = np.zeros((self.S, 3), fdt)
-            chunk[:b - a] = pts[a:b]
+        chunk = np.zeros((self.S, 3), fdt)
+        for a in range(0, total, self.S):  # the cell centres (x fastest) a chunk at a time
+            b = min(total, a + self.S)
+            i = np.arange(a, b)
+            chunk[:b - a, 0] = axes[0][i % res[0]]
+            chunk[:b - a, 1] = axes[1][i // res[0] % res[1]]
+            chunk[:b - a, 2] = axes[2][i // (res[0] * res[1])]
+            chunk[b - a:] = 0.0
             self.pts.from_numpy(chunk)
             self.static.density(self.pts, b - a)
             sigma[a:b] = self.static.sigma.to_numpy()[:b - a]
@@ -91,7 +97,10 @@ class MixVoxelsState:
 
     # ------------------------------------------------------------------ checkpoints
     def state_arrays(self) -> dict:
-        out = {f"params/{name}": f.to_numpy() for name, f, _ in self.param_groups() if name != "offsets"}
+        """The checkpoint's arrays. The grids and their moments (1.3 GiB at the Plenoptic preset's
+        final size, on top of the fields they copy) are copied into pages of temporary files
+        (:func:`host_copy`), not into anonymous memory."""
+        out = {f"params/{name}": host_copy(f) for name, f, _ in self.param_groups() if name != "offsets"}
         out.update(self.offsets.state_arrays())
         out["mixvoxels/res"] = np.asarray(self.res, np.int64)
         out["mixvoxels/sample_box"] = self.sample_box
@@ -100,7 +109,7 @@ class MixVoxelsState:
         if self.occ is not None:
             out["mixvoxels/occ"] = self.occ.to_numpy().astype(np.int8)
             out["mixvoxels/occ_res"] = np.asarray(self.occ_res, np.int64)
-        for k, v in self.optimizer.state_dict().items():
+        for k, v in self.optimizer.state_dict(to_numpy=host_copy).items():
             out[f"adam/{k}"] = np.asarray(v)
         return out
 
@@ -120,7 +129,7 @@ class MixVoxelsState:
             if key not in arrays or arrays[key].shape != tuple(f.shape):
                 raise UserError(f"{where}: checkpoint entry {key} is missing or has the wrong size "
                                 "(was the run trained with another config?)")
-            f.from_numpy(arrays[key].astype(fdt))
+            f.from_numpy(arrays[key].astype(fdt, copy=False))
         box = np.asarray(arrays.get("mixvoxels/sample_box", self.box), np.float64)
         self.sample_box = box.reshape(2, 3)
         self.steps_done = int(arrays["mixvoxels/steps_done"]) if "mixvoxels/steps_done" in arrays else None
@@ -138,5 +147,5 @@ def _max_pool3(a: np.ndarray) -> np.ndarray:
     for dz in range(3):
         for dy in range(3):
             for dx in range(3):
-                out = np.maximum(out, p[dz:dz + Z, dy:dy + Y, dx:dx + X])
+                np.maximum(out, p[dz:dz + Z, dy:dy + Y, dx:dx + X], out=out)
     return out
