@@ -303,6 +303,10 @@ class GaussiansConfig:
                                         "walks a thousand of them, and a step takes minutes.", "number", gt=0,
                                   nullable=True)
     init_opacity: float = opt(0.1, "Opacity of the initial Gaussians.", "number", gt=0, lt=1)
+    static_capacity: float = opt(1.0, "Share of `max_gaussians` the coarse stage may densify to; the rest is "
+                                      "left for the fine stage. On a textured static scene the coarse stage "
+                                      "fills any bound, and small movers, which the static stage cannot hold, "
+                                      "then get no Gaussians at all.", "number", gt=0, max=1)
     static_steps: int = opt(3000, "Steps of the coarse stage (plain 3D Gaussians, no deformation); the fine stage "
                                   "(deformation on, a new Adam state) follows.", min=0)
     batch_images: int = opt(4, "Training images per step (loss averaged, gradients and densification statistics "

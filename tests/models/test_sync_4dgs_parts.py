@@ -123,6 +123,29 @@ def test_density_control_clones_splits_prunes_within_the_capacity(built):
     np.testing.assert_allclose(mm[:3 * len(kept)], m.reshape(-1, 3)[kept].ravel())           # kept rows keep theirs
     assert not mm[3 * len(kept):].any() and not vv[3 * len(kept):].any()                     # new rows start at 0
     assert not dens.count.to_numpy().any()
+    # a limit below the capacity (the coarse stage's static_capacity): growth stops there
+    def hot():
+        stat = np.zeros(c.capacity)
+        stat[:c.n] = np.linspace(1.0, 2.0, c.n)
+        dens.grad_sum.from_numpy(stat)
+        dens.count.from_numpy((stat > 0).astype(float))
+
+    hot()
+    n0 = c.n
+    out = dens.densify_and_prune(c, opt, 10, np.random.default_rng(0), limit=n0 + 3)
+    assert out["cloned"] + out["split"] == 3 and c.n == n0 + 3
+    # the model's coarse stage passes static_capacity x capacity, its fine stage the capacity
+    saved = (model.g["static_capacity"], model.fine)
+    try:
+        model.g["static_capacity"], model.fine = (n0 + 5) / c.capacity, False
+        hot()
+        every = int(model.g["densify_every"])
+        due = (int(model.g["densify_from"]) // every + 1) * every - 1      # a step after which density control runs
+        assert model.density.due(due)[0]
+        model._density_step(due)
+        assert c.n == n0 + 5
+    finally:
+        model.g["static_capacity"], model.fine = saved
     # a full cloud: growth stops at the capacity, the largest gradients first
     stat = np.zeros(c.capacity)
     stat[:c.n] = np.linspace(1.0, 2.0, c.n)

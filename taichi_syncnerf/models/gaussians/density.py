@@ -8,8 +8,9 @@ is kept. Every ``densify_every`` steps from ``densify_from`` (and before ``densi
 * g = sum / count; Gaussians with ``g >= grad_threshold`` grow: the small ones (largest scale
   ``<= percent_dense x extent``) are cloned (an exact copy), the large ones split into two children
   at ``p + R(q) n``, ``n ~ N(0, diag(S^2))``, scales ``S / 1.6``, other values copied, the parent
-  removed. New Gaussians start with zero Adam moments. When the capacity (``max_gaussians``) cannot
-  take them all, those with the largest ``g`` go first;
+  removed. New Gaussians start with zero Adam moments. When the capacity (``max_gaussians``; in the
+  coarse stage ``static_capacity`` x ``max_gaussians``, so that the fine stage has room for what only
+  moves) cannot take them all, those with the largest ``g`` go first;
 * pruned: opacity below ``min_opacity``; after the first opacity reset also a screen radius above
   ``max_screen_radius`` pixels or a largest scale above ``max_world_scale x extent``; pruning only
   runs while the count exceeds ``prune_above``;
@@ -88,7 +89,10 @@ class DensityControl:
         reset = every is not None and k < c["densify_until"] and k % int(every) == 0
         return densify, reset
 
-    def densify_and_prune(self, cloud, optimizer, step: int, rng: np.random.Generator) -> dict:
+    def densify_and_prune(self, cloud, optimizer, step: int, rng: np.random.Generator,
+                          limit: int | None = None) -> dict:
+        """Grow, prune and restart the statistics; the count grows to at most ``limit`` (default:
+        the capacity)."""
         c = self.cfg
         n = cloud.n
         a = cloud.get()
@@ -98,7 +102,7 @@ class DensityControl:
         grow = g >= float(c["grad_threshold"])
         small = scale_max <= float(c["percent_dense"]) * self.extent
         clone, split = np.flatnonzero(grow & small), np.flatnonzero(grow & ~small)
-        room = cloud.capacity - n
+        room = min(cloud.capacity, cloud.capacity if limit is None else int(limit)) - n
         # a split adds one net Gaussian, a clone one: the largest gradients first when room is short
         order = np.concatenate([clone, split])[np.argsort(-g[np.concatenate([clone, split])], kind="stable")]
         order = order[:max(room, 0)]

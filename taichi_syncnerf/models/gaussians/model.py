@@ -217,8 +217,9 @@ class SyncGaussians(GaussianState, SyncModel):
         densify, reset = self.density.due(step)
         out = {}
         if densify:
+            limit = None if self.fine else int(float(self.g["static_capacity"]) * self.cloud.capacity)
             out = {k: float(v) for k, v in self.density.densify_and_prune(self.cloud, self.optimizer, step,
-                                                                          self._rng).items()}
+                                                                          self._rng, limit).items()}
         if reset:
             self.density.reset_opacity(self.cloud, self.optimizer)
         return out
