@@ -409,18 +409,42 @@ def _scale_note(r: dict) -> str:
     return ""
 
 
+def _scale_merged(recs: list) -> dict:
+    """Per machine: every preset's stages from the newest record that measured that preset (the
+    make-scene rows from the newest record that has them), and the records used."""
+    out = {}
+    for r in reversed(recs):
+        m = out.setdefault(r["recorded"]["machine"], {"presets": {}, "make": None, "used": [], "newest": r})
+        used = False
+        if m["make"] is None and any(x["stage"] == "make_scene" for x in r["stages"]):
+            m["make"], used = r, True
+        for preset in dict.fromkeys(x["preset"] for x in r["stages"] if x["stage"] != "make_scene"):
+            if preset not in m["presets"]:
+                m["presets"][preset] = [x for x in r["stages"] if x.get("preset") == preset and x["stage"] != "make_scene"]
+                used = True
+        if used:
+            m["used"].append(r)
+    return out
+
+
 def scale(recs: list) -> list:
-    """benchmarks/scale.py: make-scene, then every stage of every preset, per set (newest record per machine)."""
+    """benchmarks/scale.py: make-scene, then every stage of every preset, per set (per machine, each
+    preset from the newest record that measured it)."""
     out = []
-    for r in latest(recs, lambda r: r["recorded"]["machine"]).values():
+    for m in _scale_merged(recs).values():
+        r, stages = m["newest"], [x for xs in m["presets"].values() for x in xs]
+        limit = r["anon_limit_mib"]
+        peaks = [x for x in stages if x.get("peak_anon_mib") is not None and not x.get("failed")]
+        top = max(peaks, key=lambda x: x["peak_anon_mib"]) if peaks else None
         out += [f"Machine: {r['recorded']['machine']}; {r['threads']} threads, {r['steps']} training steps, "
                 f"{r['testoptim_steps']} testoptim steps; the Plenoptic presets at `data.downsample="
-                f"{r['plenoptic_downsample']}`. Largest anonymous peak: **{fmt(r.get('max_peak_anon_mib'), 'd', ' MiB')}** "
-                f"({r.get('max_peak_anon_stage')}), limit {r['anon_limit_mib']} MiB: "
-                f"**{'within' if r.get('within_limit') else 'exceeded'}**.", ""]
+                f"{r['plenoptic_downsample']}`. Largest anonymous peak: "
+                f"**{fmt(top['peak_anon_mib'] if top else None, 'd', ' MiB')}** "
+                f"({top['preset'] + ' ' + top['stage'] if top else None}), limit {limit} MiB: "
+                f"**{'within' if top is None or top['peak_anon_mib'] <= limit else 'exceeded'}**.", ""]
         rows = []
-        for x in (x for x in r["stages"] if x["stage"] == "make_scene"):
-            spec = r["sets"].get(x["set"], {})
+        for x in (x for x in (m["make"] or {"stages": []})["stages"] if x["stage"] == "make_scene"):
+            spec = m["make"]["sets"].get(x["set"], {})
             rows.append([x["set"], f"{spec.get('cameras')} x {spec.get('frames')} at {spec.get('size')}",
                          "reused" if x.get("reused") and "wall_s" not in x else fmt(x.get("wall_s"), ".0f", " s"),
                          fmt(x.get("cpu_s"), ".0f", " s"), fmt(x.get("peak_anon_mib"), "d", " MiB"),
@@ -428,19 +452,19 @@ def scale(recs: list) -> list:
         out += ["make-scene (the process tree: make-scene, its renderer worker, the encoders):", ""]
         out += table(["set", "capture", "wall", "CPU", "peak anonymous", "peak file-backed", "videos"], rows) + [""]
         rows = []
-        for x in (x for x in r["stages"] if x["stage"] != "make_scene"):
+        for x in stages:
             figures = not (x.get("failed") or (x["stage"] == "cache" and not x.get("built"))
                            or (x["stage"] == "stats" and not x.get("computed")))
             anon = fmt(x.get("peak_anon_mib"), "d", " MiB") if figures else "-"
             rows.append([f"`{x['preset']}`", x["stage"], fmt(x.get("wall_s"), ".0f", " s") if figures else "-",
                          fmt(x.get("cpu_s"), ".0f", " s") if figures else "-",
                          fmt(x["steps_per_s"], ".3f") if x.get("steps_per_s") else "",
-                         f"**{anon}**" if figures and x.get("peak_anon_mib", 0) > r["anon_limit_mib"] else anon,
+                         f"**{anon}**" if figures and x.get("peak_anon_mib", 0) > limit else anon,
                          fmt(x.get("peak_file_mib"), "d", " MiB") if figures else "-",
                          fmt(x.get("peak_rss_mib"), "d", " MiB") if figures else "-", _scale_note(x)])
         out += table(["preset", "stage", "wall", "CPU", "steps/s", "peak anonymous", "peak file-backed", "peak RSS",
                       ""], rows)
-        out += sources([r]) + [""]
+        out += sources(list(reversed(m["used"]))) + [""]
     return out
 
 

@@ -55,3 +55,22 @@ def test_results_page_is_current():
     want = report.generate()
     have = (ROOT / "docs" / "RESULTS.md").read_text()
     assert have == want, "docs/RESULTS.md is stale: run python benchmarks/report.py"
+
+
+def test_scale_table_takes_each_preset_from_its_newest_record():
+    report = _report()
+
+    def rec(preset_peaks, date):
+        stages = [{"stage": "make_scene", "set": "plenoptic", "wall_s": 10.0, "peak_anon_mib": 100}]
+        stages += [{"stage": "train", "set": "plenoptic", "preset": p, "wall_s": 5.0, "cpu_s": 4.0, "peak_anon_mib": a}
+                   for p, a in preset_peaks]
+        return {"name": "scale", "threads": 1, "steps": 5, "testoptim_steps": 3, "plenoptic_downsample": 1,
+                "anon_limit_mib": 4096, "sets": {"plenoptic": {"cameras": 20, "frames": 300, "size": "1352x1014"}},
+                "stages": stages, "recorded": {"date": date, "machine": "m", "command": f"scale {date}"}}
+
+    recs = [rec([("a", 5000), ("b", 3000)], "d1"), rec([("b", 2000)], "d2"), rec([("a", 3900)], "d3")]
+    text = "\n".join(report.scale(recs))
+    assert "| `a` | train |" in text and "| `b` | train |" in text
+    assert "3900 MiB" in text and "2000 MiB" in text and "5000 MiB" not in text and "3000 MiB" not in text
+    assert "Largest anonymous peak: **3900 MiB** (a train)" in text and "**within**" in text
+    assert "scale d1" not in text and "scale d2" in text and "scale d3" in text
