@@ -307,6 +307,9 @@ class GaussiansConfig:
                                       "left for the fine stage. On a textured static scene the coarse stage "
                                       "fills any bound, and small movers, which the static stage cannot hold, "
                                       "then get no Gaussians at all.", "number", gt=0, max=1)
+    max_growth: Any = opt(None, "Share of `max_gaussians` one densification step may add at most (the largest "
+                                "view-space gradients first); null: no bound but the capacity.", "number", gt=0,
+                          max=1, nullable=True)
     static_steps: int = opt(3000, "Steps of the coarse stage (plain 3D Gaussians, no deformation); the fine stage "
                                   "(deformation on, a new Adam state) follows.", min=0)
     batch_images: int = opt(4, "Training images per step (loss averaged, gradients and densification statistics "

@@ -134,6 +134,22 @@ def test_density_control_clones_splits_prunes_within_the_capacity(built):
     n0 = c.n
     out = dens.densify_and_prune(c, opt, 10, np.random.default_rng(0), limit=n0 + 3)
     assert out["cloned"] + out["split"] == 3 and c.n == n0 + 3
+    # max_growth bounds one step's growth, the largest gradients first
+    hot()
+    n0, a0 = c.n, c.get()
+    dens.cfg["max_growth"] = 2.5 / c.capacity
+    try:
+        out = dens.densify_and_prune(c, opt, 10, np.random.default_rng(0))
+    finally:
+        dens.cfg["max_growth"] = None
+    assert out["cloned"] + out["split"] == 2 and out["pruned"] == 0
+    new = c.get()["means"]
+    kept, clones = new[:n0 - out["split"]], new[n0 - out["split"]:n0 - out["split"] + out["cloned"]]
+    removed = [i for i in range(n0) if not np.any(np.all(kept == a0["means"][i], axis=1))]
+    top = {n0 - 2, n0 - 1}                                          # the two largest gradients: the last rows
+    assert set(removed) <= top                                       # split parents
+    assert all(any(np.array_equal(row, a0["means"][i]) for i in top) for row in clones)
+    assert len(removed) + len(clones) == 2
     # the model's coarse stage passes static_capacity x capacity, its fine stage the capacity
     saved = (model.g["static_capacity"], model.fine)
     try:

@@ -10,7 +10,10 @@ is kept. Every ``densify_every`` steps from ``densify_from`` (and before ``densi
   at ``p + R(q) n``, ``n ~ N(0, diag(S^2))``, scales ``S / 1.6``, other values copied, the parent
   removed. New Gaussians start with zero Adam moments. When the capacity (``max_gaussians``; in the
   coarse stage ``static_capacity`` x ``max_gaussians``, so that the fine stage has room for what only
-  moves) cannot take them all, those with the largest ``g`` go first;
+  moves) cannot take them all, those with the largest ``g`` go first; likewise when one step would
+  add more than ``max_growth`` x ``max_gaussians`` (a textured scene's Gaussians split exponentially
+  and fill any bound within a few steps: the bound on a step's growth leaves the room to the largest
+  gradients of later steps, such as a mover's region once the deformation reaches for it);
 * pruned: opacity below ``min_opacity``; after the first opacity reset also a screen radius above
   ``max_screen_radius`` pixels or a largest scale above ``max_world_scale x extent``; pruning only
   runs while the count exceeds ``prune_above``;
@@ -103,6 +106,8 @@ class DensityControl:
         small = scale_max <= float(c["percent_dense"]) * self.extent
         clone, split = np.flatnonzero(grow & small), np.flatnonzero(grow & ~small)
         room = min(cloud.capacity, cloud.capacity if limit is None else int(limit)) - n
+        if c.get("max_growth") is not None:
+            room = min(room, int(float(c["max_growth"]) * cloud.capacity))
         # a split adds one net Gaussian, a clone one: the largest gradients first when room is short
         order = np.concatenate([clone, split])[np.argsort(-g[np.concatenate([clone, split])], kind="stable")]
         order = order[:max(room, 0)]
