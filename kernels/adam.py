@@ -276,8 +276,8 @@ class Adam:
             try:
                 m, v = np.asarray(state[f"{name}/m"]), np.asarray(state[f"{name}/v"])
                 step = int(np.asarray(state[f"{name}/step"]))
-                lr = float(np.asarray(state[f"{name}/lr"]))
-                frozen = bool(np.asarray(state[f"{name}/frozen"]))
+                float(np.asarray(state[f"{name}/lr"]))          # present and numeric (read in the second pass)
+                bool(np.asarray(state[f"{name}/frozen"]))
             except KeyError as e:
                 raise ValueError(f"optimizer state misses {e.args[0]!r}") from None
             if m.shape != (s.size,) or v.shape != (s.size,):
