@@ -86,6 +86,27 @@ def camera_directions(intr: Intrinsics, x: np.ndarray, y: np.ndarray) -> np.ndar
                      -np.ones_like(x)], axis=-1)
 
 
+def pixels_of(intr: Intrinsics, c2w: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where world ``points`` (..., 3) project in one camera: the inverse of :func:`camera_directions`.
+
+    Args:
+        intr: the camera's intrinsics.
+        c2w: (3, 4) its OpenGL camera-to-world.
+        points: (..., 3) world points.
+    Returns:
+        ``(u, v, z)``, each of ``points.shape[:-1]``: continuous pixel coordinates (pixel ``x`` spans
+        ``[x, x + 1)``, so ``floor(u)`` is the column whose centre :func:`camera_directions` shoots
+        through) and the depth in front of the camera (``z > 0`` visible; u, v are inf/nan at z = 0).
+    """
+    c2w = np.asarray(c2w, dtype=np.float64)
+    q = (np.asarray(points, dtype=np.float64) - c2w[:3, 3]) @ c2w[:3, :3]
+    z = -q[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = intr.fx * q[..., 0] / z + intr.cx
+        v = -intr.fy * q[..., 1] / z + intr.cy
+    return u, v, z
+
+
 def generate_rays(intr: Intrinsics, c2w: np.ndarray, x: np.ndarray, y: np.ndarray,
                   normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """World-space rays through the centres of pixels ``(x, y)``.

@@ -42,14 +42,14 @@ def test_initial_radius_is_capped_in_pixels_of_the_drawing_camera(source):
 def _spread(source, pts, cams):
     """Per point, the colour spread (mean absolute deviation from their mean) of the nearest pixels
     of frame 0 where the point projects in every training camera that sees it, and that count."""
+    from taichi_syncnerf.data.cameras import pixels_of
+
     ds = source.ds
     seen_cols = []
     for j in np.asarray(source.train_indices):
-        intr, c2w = ds.intrinsics[j], np.asarray(ds.c2w[j], np.float64)
-        q = (pts - c2w[:3, 3]) @ c2w[:3, :3]
-        z = -q[:, 2]
-        px = np.floor(intr.fx * q[:, 0] / z + intr.cx).astype(int)
-        py = np.floor(-intr.fy * q[:, 1] / z + intr.cy).astype(int)
+        intr = ds.intrinsics[j]
+        u, v, z = pixels_of(intr, ds.c2w[j], pts)
+        px, py = np.floor(np.where(z > 0, u, -1)).astype(int), np.floor(np.where(z > 0, v, -1)).astype(int)
         ok = (z > 0) & (px >= 0) & (px < intr.width) & (py >= 0) & (py < intr.height)
         col = np.asarray(ds.frames[j, 0], np.float64)[np.where(ok, py, 0), np.where(ok, px, 0)] / 255.0
         seen_cols.append(np.where(ok[:, None], col, np.nan))

@@ -105,7 +105,7 @@ class DensityControl:
         grow = g >= float(c["grad_threshold"])
         small = scale_max <= float(c["percent_dense"]) * self.extent
         clone, split = np.flatnonzero(grow & small), np.flatnonzero(grow & ~small)
-        room = min(cloud.capacity, cloud.capacity if limit is None else int(limit)) - n
+        room = (cloud.capacity if limit is None else min(cloud.capacity, int(limit))) - n
         if c.get("max_growth") is not None:
             room = min(room, int(float(c["max_growth"]) * cloud.capacity))
         # a split adds one net Gaussian, a clone one: the largest gradients first when room is short

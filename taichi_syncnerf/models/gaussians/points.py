@@ -123,17 +123,17 @@ def _patches(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def photo_depths(source, k: int, x: np.ndarray, y: np.ndarray, box, n_depths: int, fallback: np.ndarray,
-                 chunk: int = 512) -> np.ndarray:
+                 images: dict, chunk: int = 512) -> np.ndarray:
     """The most photo-consistent depth (along camera ``k``'s unnormalised rays, z = -1) of each
     pixel ``(x, y)`` of training camera ``k`` among ``n_depths`` candidates spread as
     :func:`_depth_of` spreads them (see the module docstring); a pixel no other camera sees at any
-    candidate takes the depth at fraction ``fallback`` of its range."""
-    from taichi_syncnerf.data.cameras import generate_rays
+    candidate takes the depth at fraction ``fallback`` of its range. ``images``: ``{camera: (H, W, 3)
+    uint8}``, camera ``k``'s image and those of the cameras it is compared with (every other key)."""
+    from taichi_syncnerf.data.cameras import generate_rays, pixels_of
 
     ds = source.ds
-    others = [j for j in np.asarray(source.train_indices) if int(j) != int(k)]
-    frames = {int(j): np.asarray(ds.frames[int(j), 0]) for j in others}
-    own = _patches(np.asarray(ds.frames[k, 0]), x, y)
+    others = [int(j) for j in images if int(j) != int(k)]
+    own = _patches(images[k], x, y)
     u = (np.arange(n_depths) + 0.5) / n_depths
     out = np.empty(len(x))
     for a in range(0, len(x), chunk):
@@ -143,15 +143,13 @@ def photo_depths(source, k: int, x: np.ndarray, y: np.ndarray, box, n_depths: in
         p = o[:, None, :] + d[:, None, :] * depth[..., None]                               # (n, D, 3)
         costs = np.full((len(others), b - a, n_depths), np.inf)
         for c, j in enumerate(others):
-            intr, c2w = ds.intrinsics[int(j)], np.asarray(ds.c2w[int(j)], np.float64)
-            q = (p - c2w[:3, 3]) @ c2w[:3, :3]                                            # camera space, OpenGL
-            z = -q[..., 2]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                px = np.floor(intr.fx * q[..., 0] / z + intr.cx).astype(np.int64)
-                py = np.floor(-intr.fy * q[..., 1] / z + intr.cy).astype(np.int64)
-            seen = (z > 1e-6) & (px >= 0) & (px < intr.width) & (py >= 0) & (py < intr.height)
-            theirs = _patches(frames[int(j)], np.where(seen, px, 0), np.where(seen, py, 0))
-            diff = np.abs(theirs - own[a:b, None]).mean((-1, -2))
+            intr = ds.intrinsics[j]
+            pu, pv, z = pixels_of(intr, ds.c2w[j], p)
+            with np.errstate(invalid="ignore"):
+                seen = (z > 1e-6) & (pu >= 0) & (pu < intr.width) & (pv >= 0) & (pv < intr.height)
+            px = np.floor(np.where(seen, pu, 0.0)).astype(np.int64)
+            py = np.floor(np.where(seen, pv, 0.0)).astype(np.int64)
+            diff = np.abs(_patches(images[j], px, py) - own[a:b, None]).mean((-1, -2))
             costs[c] = np.where(seen, diff, np.inf)
         costs.sort(axis=0)
         n_seen = np.isfinite(costs).sum(0)                                                 # (n, D)
@@ -168,23 +166,36 @@ def photo_depths(source, k: int, x: np.ndarray, y: np.ndarray, box, n_depths: in
     return out
 
 
+def _points_of_pixels(source, k: int, x, y, u, box, mode: str, n_depths: int, images: dict):
+    """Points on camera ``k``'s rays through pixels ``(x, y)`` (depth: :func:`photo_depths` against
+    ``images`` in ``photo`` mode, else fraction ``u`` of the range) and their pixel sizes."""
+    from taichi_syncnerf.data.cameras import generate_rays
+
+    o, d = generate_rays(source.ds.intrinsics[k], source.ds.c2w[k], x, y, normalize=False)   # camera z = -1
+    if mode == "photo" and len(images) > 1:
+        depth = photo_depths(source, k, x, y, box, n_depths, u, images)
+    else:
+        depth = _depth_of(source, k, o, d, u, box)
+    return o + d * depth[:, None], depth / float(source.ds.intrinsics[k].fx)
+
+
 def random_points(source, count: int, rng: np.random.Generator, box=None, mode: str = "random",
                   n_depths: int = 48):
     """``count`` points seen by random pixels of the training cameras (see the module docstring):
     ``(points, colours, pixel)``, ``pixel`` each point's pixel size (world units: its depth over
     the focal length of the camera it was drawn from). ``mode``: ``random`` or ``photo`` depths."""
-    from taichi_syncnerf.data.cameras import generate_rays
-
     ds = source.ds
     box = box if box is not None else source.bbox
     cams = rng.choice(np.asarray(source.train_indices), count)
     x = rng.integers(0, source.width, count)
     y = rng.integers(0, source.height, count)
+    needed = np.asarray(source.train_indices) if mode == "photo" else np.unique(cams)
+    first = {int(j): np.asarray(ds.frames[int(j), 0]) for j in needed}      # each first frame read once
     if not ds.ndc:                        # world-space: a background-coloured pixel says nothing of the box
         bg = np.asarray(source.background, np.float64) * 255.0
         for k in np.unique(cams):
             sel = np.flatnonzero(cams == k)
-            ys, xs = np.nonzero(np.any(np.abs(np.asarray(ds.frames[k, 0], np.float64) - bg) > 5.1, axis=2))
+            ys, xs = np.nonzero(np.any(np.abs(first[int(k)].astype(np.float64) - bg) > 5.1, axis=2))
             if len(xs):
                 pick = rng.integers(0, len(xs), len(sel))
                 x[sel], y[sel] = xs[pick], ys[pick]
@@ -194,14 +205,9 @@ def random_points(source, count: int, rng: np.random.Generator, box=None, mode: 
     u = rng.uniform(0.0, 1.0, count)
     for k in np.unique(cams):
         sel = np.flatnonzero(cams == k)
-        o, d = generate_rays(ds.intrinsics[k], ds.c2w[k], x[sel], y[sel], normalize=False)   # d: camera z = -1
-        if mode == "photo" and len(source.train_indices) > 1:
-            depth = photo_depths(source, int(k), x[sel], y[sel], box, n_depths, u[sel])
-        else:
-            depth = _depth_of(source, int(k), o, d, u[sel], box)
-        pts[sel] = o + d * depth[:, None]
-        pixel[sel] = depth / float(ds.intrinsics[k].fx)
-        colours[sel] = np.asarray(ds.frames[k, 0], np.float64)[y[sel], x[sel]] / 255.0
+        pts[sel], pixel[sel] = _points_of_pixels(source, int(k), x[sel], y[sel], u[sel], box, mode, n_depths,
+                                                 first if mode == "photo" else {int(k): first[int(k)]})
+        colours[sel] = first[int(k)][y[sel], x[sel]] / 255.0
     return pts, colours, pixel
 
 
