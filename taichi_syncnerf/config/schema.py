@@ -310,6 +310,16 @@ class GaussiansConfig:
     max_growth: Any = opt(None, "Share of `max_gaussians` one densification step may add at most (the largest "
                                 "view-space gradients first); null: no bound but the capacity.", "number", gt=0,
                           max=1, nullable=True)
+    spawn_points: int = opt(0, "Fine stage, at each densification step: up to this many new Gaussians where a "
+                               "random training image (camera, frame) is rendered worst, each at the most "
+                               "photo-consistent depth of its pixel against the other training cameras' frames of "
+                               "the same scene time (the current offsets), moved back to the canonical space by "
+                               "the deformation. Densification grows what is there; a small mover over a finely "
+                               "textured wall has nothing of its own to grow from. 0: off.", min=0)
+    spawn_error: float = opt(0.1, "A pixel qualifies for `spawn_points` when its mean absolute error over R, G, B "
+                                  "exceeds this.", "number", gt=0)
+    spawn_opacity: float = opt(0.5, "Opacity of a spawned Gaussian (its scale: one pixel of its camera).", "number",
+                               gt=0, lt=1)
     static_steps: int = opt(3000, "Steps of the coarse stage (plain 3D Gaussians, no deformation); the fine stage "
                                   "(deformation on, a new Adam state) follows.", min=0)
     batch_images: int = opt(4, "Training images per step (loss averaged, gradients and densification statistics "

@@ -39,9 +39,9 @@ def test_initial_radius_is_capped_in_pixels_of_the_drawing_camera(source):
     assert np.all(pixel > 0) and np.all(pixel * ds.intrinsics[1].fx < 1e3)
 
 
-def _spread(source, pts, cams):
+def _spread(source, pts, cams, frame=0):
     """Per point, the colour spread (mean absolute deviation from their mean) of the nearest pixels
-    of frame 0 where the point projects in every training camera that sees it, and that count."""
+    of ``frame`` where the point projects in every training camera that sees it."""
     from taichi_syncnerf.data.cameras import pixels_of
 
     ds = source.ds
@@ -51,7 +51,7 @@ def _spread(source, pts, cams):
         u, v, z = pixels_of(intr, ds.c2w[j], pts)
         px, py = np.floor(np.where(z > 0, u, -1)).astype(int), np.floor(np.where(z > 0, v, -1)).astype(int)
         ok = (z > 0) & (px >= 0) & (px < intr.width) & (py >= 0) & (py < intr.height)
-        col = np.asarray(ds.frames[j, 0], np.float64)[np.where(ok, py, 0), np.where(ok, px, 0)] / 255.0
+        col = np.asarray(ds.frames[j, frame], np.float64)[np.where(ok, py, 0), np.where(ok, px, 0)] / 255.0
         seen_cols.append(np.where(ok[:, None], col, np.nan))
     c = np.stack(seen_cols)
     return np.nanmean(np.abs(c - np.nanmean(c, 0)), (0, 2))
@@ -130,3 +130,34 @@ def test_depth_lr_length_is_the_median_camera_distance_and_survives_a_checkpoint
     cams = build_model(apply_overrides(DEFAULTS, SMALL + ["gaussians.time_res=3"]), textured)
     cams._ensure_init()
     assert cams.lr_length == cams.extent
+
+
+def test_error_points_sit_on_the_worst_pixels_at_the_depth_the_other_cameras_agree_on(tmp_path):
+    from taichi_syncnerf.data.cameras import pixels_of
+    from taichi_syncnerf.data.synthetic import make_scene
+    from taichi_syncnerf.models.gaussians.points import _points_of_pixels, error_points
+    from taichi_syncnerf.rays import RaySource
+
+    make_scene(tmp_path / "m", layout="n3dv", family="static", encoding="clean", cameras=5, frames=8, size=(64, 48),
+               offset_sigma=0.0, seed=1, progress=False)
+    src = RaySource.open(tmp_path / "m", apply_overrides(DEFAULTS, SMALL), progress=False)
+    ds, k, frame = src.ds, int(src.train_indices[0]), 5
+    frames = np.asarray(ds.frames[k], np.float64) / 255.0
+    pred = np.median(frames, 0)                       # the static scene: every mover pixel is wrong
+    err = np.abs(frames[frame] - pred).mean(2)
+    box = apply_overrides(DEFAULTS, SMALL)["model"]["bbox"]
+    pts, colours, pixel = error_points(src, k, frame, pred, np.zeros(ds.n_cameras), 20, 0.1,
+                                       np.random.default_rng(0), box)
+    assert len(pts) == 20 and (err > 0.1).sum() > 20
+    u, v, z = pixels_of(ds.intrinsics[k], ds.c2w[k], pts)
+    x, y = np.floor(u).astype(int), np.floor(v).astype(int)
+    assert np.all(z > 0) and np.all(err[y, x] > 0.1)
+    np.testing.assert_allclose(colours, frames[frame][y, x])
+    np.testing.assert_allclose(pixel, z / ds.intrinsics[k].fx, rtol=1e-9)
+    # the other cameras see each point, at that frame, in its own colour; at random depths they do not
+    rand, _ = _points_of_pixels(src, k, x, y, np.random.default_rng(1).uniform(0, 1, len(x)), box, "random", 48, {})
+    cams = np.full(len(x), k)
+    assert np.median(_spread(src, pts, cams, frame)) < 0.5 * np.median(_spread(src, rand, cams, frame))
+    # nothing wrong, nothing placed
+    none = error_points(src, k, frame, frames[frame], np.zeros(ds.n_cameras), 80, 0.1, np.random.default_rng(0), box)
+    assert len(none[0]) == 0

@@ -252,3 +252,58 @@ def test_initial_gaussians_from_the_datasets_points(built):
     c2w = source.ds.c2w[k]
     depth = -(b["means"] - c2w[:, 3]) @ c2w[:, 2]          # along the viewing axis
     assert np.mean(depth > 0) > 0.3
+
+
+def test_spawned_gaussians_land_where_their_view_saw_them_at_its_time(built, monkeypatch):
+    import taichi_syncnerf.models.gaussians.points as points
+    from taichi_syncnerf.config import apply_overrides as override
+    from taichi_syncnerf.models.gaussians.density import _logit
+
+    cfg, source, model = built
+    reinit(model, source, cfg)
+    model.cfg = override(cfg, ["gaussians.spawn_points=3", "gaussians.spawn_opacity=0.4"])
+    model.g = model.cfg["gaussians"]
+    model.fine = True
+    n0 = model.cloud.n
+    P = np.array([[0.1, -0.05, -2.0], [0.0, 0.08, -2.5], [-0.1, 0.0, -3.0]])
+    seen = {}
+
+    def fake(src, cam, frame, pred, offsets_frames, count, threshold, rng, box=None, n_depths=48):
+        seen.update(cam=cam, frame=frame, count=count, threshold=threshold, pred=pred)
+        return P, np.full((3, 3), 0.5), np.array([0.01, 0.02, 0.03])
+
+    monkeypatch.setattr(points, "error_points", fake)
+    opt = model.optimizer
+    opt.set_moments("means", np.ones(model.cloud.capacity * 3), np.ones(model.cloud.capacity * 3))
+    try:
+        assert model._spawn() == 3
+        assert seen["count"] == 3 and seen["threshold"] == 0.1
+        assert seen["pred"].shape == (source.height, source.width, 3)
+        a = model.cloud.get()
+        assert model.cloud.n == n0 + 3
+        np.testing.assert_allclose(a["opacity"][n0:], _logit(0.4))
+        np.testing.assert_allclose(np.exp(a["log_scales"][n0:]), np.repeat([[0.01], [0.02], [0.03]], 3, 1))
+        mm, vv = opt.moments("means")
+        assert np.all(mm[:3 * n0] == 1.0) and not mm[3 * n0:].any() and not vv[3 * n0:].any()
+        # the deformation at the view's time moves the canonical points (back) to where they were seen
+        t = model.view_time(source.view(seen["cam"], seen["frame"]).time, seen["cam"])
+        dp = model.deform.forward(model.cloud.params["means"], model.cloud.n, t)["position"].to_numpy()
+        landed = a["means"][n0:] + dp[n0:model.cloud.n]
+        naive = model.deform.forward(_flat_means(P), 3, t)["position"].to_numpy()[:3]
+        assert np.abs(naive).max() > 1e-3
+        assert np.abs(landed - P).max() < 0.5 * np.abs(naive).max()
+        # no room, none
+        full = {k: np.concatenate([v] + [v[:1]] * (model.cloud.capacity - model.cloud.n)) for k, v in a.items()}
+        model.cloud.set(full)
+        assert model._spawn() == 0 and model.cloud.n == model.cloud.capacity
+    finally:
+        model.cfg, model.g = cfg, cfg["gaussians"]
+        model.fine = False
+
+
+def _flat_means(p):
+    import taichi as ti
+
+    f = ti.field(float, shape=max(1, 3 * len(p)))
+    f.from_numpy(np.asarray(p, np.float32).ravel())
+    return f

@@ -52,7 +52,7 @@ class SyncGaussians(GaussianState, SyncModel):
     kind = "sync-4dgs"
 
     def __init__(self, cfg: dict, n_cameras: int, n_frames: int, test_index: int, background, width: int,
-                 height: int, extent: float, init=None, centres=None):
+                 height: int, extent: float, init=None, centres=None, source=None):
         g = cfg["gaussians"]
         self.cfg, self.g = cfg, g
         self.sync = bool(cfg["model"]["sync"])
@@ -73,6 +73,7 @@ class SyncGaussians(GaussianState, SyncModel):
         self.density = DensityControl(g, cap, self.extent)
         self.offsets = TimeOffsets.from_config(cfg, n_cameras, n_frames, test_index)
         self._init = init
+        self._source = source                    # the training images, for spawn_points
         self._rasterizers = []
         self.fine = False
         self.sh_active = 0
@@ -86,7 +87,7 @@ class SyncGaussians(GaussianState, SyncModel):
         c2w = np.asarray(source.ds.c2w[source.train_indices], np.float64)
         return cls(cfg, source.n_cameras, source.n_frames, source.test_index, source.background, source.width,
                    source.height, camera_extent(c2w), init=lambda: initial_gaussians(source, cfg),
-                   centres=c2w[:, :3, 3])
+                   centres=c2w[:, :3, 3], source=source)
 
     @classmethod
     def min_frames(cls, cfg: dict) -> tuple[int, str]:
@@ -220,9 +221,44 @@ class SyncGaussians(GaussianState, SyncModel):
             limit = None if self.fine else int(float(self.g["static_capacity"]) * self.cloud.capacity)
             out = {k: float(v) for k, v in self.density.densify_and_prune(self.cloud, self.optimizer, step,
                                                                           self._rng, limit).items()}
+        if densify and self.fine and int(self.g["spawn_points"]) and self._source is not None:
+            out["spawned"] = float(self._spawn())
         if reset:
             self.density.reset_opacity(self.cloud, self.optimizer)
         return out
+
+    def _spawn(self) -> int:
+        """``gaussians.spawn_points`` new Gaussians where a random training image is rendered worst
+        (:func:`~taichi_syncnerf.models.gaussians.points.error_points`), placed in the canonical space
+        as ``p - deformation(p, t)``; returns how many."""
+        from taichi_syncnerf.models.gaussians.points import error_points, gaussians_from_points
+        from taichi_syncnerf.timeline import normalised_to_frames
+
+        src, g, cloud = self._source, self.g, self.cloud
+        room = min(int(g["spawn_points"]), cloud.capacity - cloud.n)
+        if room <= 0:
+            return 0
+        cam = int(self._rng.choice(np.asarray(src.train_indices)))
+        frame = int(self._rng.integers(0, src.n_frames))
+        view = src.view(cam, frame)
+        t = self.view_time(view.time, cam)
+        ras, _ = self._forward(view.intrinsics, view.c2w, t, True, backward=False)
+        pred = ras.colour.to_numpy()[:view.height, :view.width].astype(np.float64)
+        offsets = normalised_to_frames(self.offsets.params.to_numpy().astype(np.float64), src.n_frames)
+        pts, colours, pixel = error_points(src, cam, frame, pred, offsets, room, float(g["spawn_error"]), self._rng,
+                                           self.cfg["model"]["bbox"], int(g["init_depth_candidates"]))
+        if not len(pts):
+            return 0
+        new = gaussians_from_points(pts, colours, float(g["spawn_opacity"]), cloud.sh_degree)
+        new["log_scales"] = np.repeat(np.log(pixel)[:, None], 3, axis=1)
+        n_old = cloud.n
+        rows = {k: np.concatenate([v, new[k]]) for k, v in cloud.get().items()}
+        self.density._edit(cloud, self.optimizer, rows, np.ones(n_old, bool), len(pts))
+        if "position" in self.deform.heads:     # where the deformation at t moves them is where they were seen
+            dp = self.deform.forward(cloud.params["means"], cloud.n, t)["position"].to_numpy()[n_old:cloud.n]
+            rows["means"][n_old:] -= dp
+            cloud.set(rows)
+        return len(pts)
 
     def prepare_testoptim(self, test_index: int, lr: float) -> None:
         self.offsets.only(test_index, lr)

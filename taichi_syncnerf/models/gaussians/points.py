@@ -211,6 +211,37 @@ def random_points(source, count: int, rng: np.random.Generator, box=None, mode: 
     return pts, colours, pixel
 
 
+def error_points(source, cam: int, frame: int, pred: np.ndarray, offsets_frames, count: int, threshold: float,
+                 rng: np.random.Generator, box=None, n_depths: int = 48):
+    """Points where training camera ``cam``'s frame ``frame`` is rendered worst: ``(points, colours,
+    pixel)`` as :func:`random_points` gives them, for at most ``count`` of the pixels whose mean
+    absolute error over R, G, B exceeds ``threshold`` (drawn in proportion to it), each at its most
+    photo-consistent depth against the other training cameras' frames of the same scene time
+    (camera ``j``'s frame ``round(frame + offsets_frames[cam] - offsets_frames[j])``, clamped): what
+    moves is matched where it is at that time. ``pred``: the rendered (H, W, 3) image in [0, 1]."""
+    ds = source.ds
+    gt = np.asarray(ds.frames[cam, frame])
+    err = np.abs(np.asarray(pred, np.float64) - gt / 255.0).mean(2)
+    ys, xs = np.nonzero(err > float(threshold))
+    if len(xs) > count:
+        w = err[ys, xs]
+        pick = rng.choice(len(xs), int(count), replace=False, p=w / w.sum())
+        ys, xs = ys[pick], xs[pick]
+    if not len(xs):
+        return np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0)
+    box = box if box is not None else source.bbox
+    scene_frame = float(frame) + float(offsets_frames[cam])
+    last = int(source.n_frames) - 1
+    images = {int(cam): gt}
+    for j in np.asarray(source.train_indices):
+        if int(j) != int(cam):
+            f = int(np.clip(np.rint(scene_frame - float(offsets_frames[int(j)])), 0, last))
+            images[int(j)] = np.asarray(ds.frames[int(j), f])
+    pts, pixel = _points_of_pixels(source, int(cam), xs, ys, rng.uniform(0.0, 1.0, len(xs)), box, "photo",
+                                   n_depths, images)
+    return pts, gt[ys, xs] / 255.0, pixel
+
+
 def initial_gaussians(source, cfg: dict) -> dict:
     """The starting Gaussians of a run of ``cfg`` on ``source`` (see the module docstring)."""
     g = cfg["gaussians"]
