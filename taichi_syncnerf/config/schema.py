@@ -320,6 +320,15 @@ class GaussiansConfig:
                                   "exceeds this.", "number", gt=0)
     spawn_opacity: float = opt(0.5, "Opacity of a spawned Gaussian (its scale: one pixel of its camera).", "number",
                                gt=0, lt=1)
+    temporal_opacity: bool = opt(False, "Spawned Gaussians (`spawn_points`) get an opacity that lives around the time "
+                                        "they were spawned at: times `exp(-z^2 / 2)`, `z = (t - t_centre) / sigma`, "
+                                        "`sigma = spawn_time_scale` frames at first, both learnt (the rest stay "
+                                        "present at every time). A mover's Gaussians then need not be carried "
+                                        "through the whole video by the deformation.", "bool")
+    spawn_time_scale: float = opt(3.0, "The starting `sigma` of `temporal_opacity`, frames.", "number", gt=0)
+    lr_time_centre: float = opt(1.0e-3, "Learning rate of `t_centre` (normalised time: the video spans 1.6).",
+                                "number", min=0)
+    lr_time_scale: float = opt(1.0e-2, "Learning rate of `ln sigma`.", "number", min=0)
     static_steps: int = opt(3000, "Steps of the coarse stage (plain 3D Gaussians, no deformation); the fine stage "
                                   "(deformation on, a new Adam state) follows.", min=0)
     batch_images: int = opt(4, "Training images per step (loss averaged, gradients and densification statistics "

@@ -175,3 +175,69 @@ def test_dssim_gradient_matches_finite_differences():
         dn[idx] -= 1e-6
         numeric = (image_loss(up, gt, 1.0)[0] - image_loss(dn, gt, 1.0)[0]) / 2e-6
         assert grad[idx] == pytest.approx(numeric, rel=1e-6, abs=1e-10)
+
+
+@pytest.fixture(scope="module")
+def temporal_built():
+    from taichi_syncnerf.models.gaussians.model import SyncGaussians
+
+    cfg = tiny_cfg("gaussians.temporal_opacity=true")
+    return SyncGaussians(cfg, n_cameras=3, n_frames=10, test_index=0, background=(0.2, 0.5, 0.9), width=W,
+                         height=H, extent=1.0)
+
+
+def timed(model, seed=3):
+    """``make_model`` with half the Gaussians living around the view's time (0.1 + offset 0.05)."""
+    make_model(model, seed=seed)
+    a = model.cloud.get()
+    rng = np.random.default_rng(seed + 50)
+    a["t_centre"][:5, 0] = 0.15 + rng.uniform(-0.2, 0.2, 5)
+    a["t_log_scale"][:5, 0] = np.log(rng.uniform(0.08, 0.2, 5))
+    model.cloud.set(a)
+    return model
+
+
+def test_temporal_opacity_is_the_opacity_times_the_time_window(temporal_built):
+    from taichi_syncnerf.models.gaussians.cloud import TIMELESS
+
+    model = timed(temporal_built)
+    a = model.cloud.get()
+    assert np.all(a["t_log_scale"][5:] == TIMELESS)
+    t = 0.15
+    deltas = model.deform.forward(model.cloud.params["means"], model.cloud.n, t)
+    model.cloud.compose(deltas, t)
+    logit = a["opacity"] + deltas["opacity"].to_numpy()[:10, 0]
+    z = (t - a["t_centre"][:, 0]) / np.exp(a["t_log_scale"][:, 0])
+    want = 1.0 / (1.0 + np.exp(-logit)) * np.exp(-0.5 * z * z)
+    got = 1.0 / (1.0 + np.exp(-model.cloud.opacity.to_numpy()[:10]))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(model.cloud.opacity.to_numpy()[5:10], logit[5:])   # timeless: untouched
+
+
+def test_timeless_gaussians_render_and_learn_as_without_temporal_opacity(temporal_built, built):
+    view = camera_view()
+    plain, tm = make_model(built), make_model(temporal_built)
+    out_p, g_p = loss_and_grads(plain, view)
+    out_t, g_t = loss_and_grads(tm, view)
+    assert out_t["loss"] == pytest.approx(out_p["loss"], rel=1e-12)
+    assert out_t["time_grad"] == pytest.approx(out_p["time_grad"], rel=1e-9)
+    for name in ("means", "opacity", "log_scales", "sh_dc"):
+        np.testing.assert_allclose(g_t[name], g_p[name], rtol=1e-9, atol=1e-15)
+    assert not g_t["t_centre"].any() and not g_t["t_log_scale"].any()
+
+
+def test_temporal_opacity_gradients_match_finite_differences(temporal_built):
+    model = timed(temporal_built)
+    view = camera_view()
+    out, grads = loss_and_grads(model, view)
+    for name in ("t_centre", "t_log_scale", "opacity", "deform.head_opacity"):
+        g = grads[name]
+        assert np.abs(g).max() > 1e-6, name
+        mag = np.abs(g)
+        for i in np.argsort(mag)[::-1][:4]:
+            numeric = fd(model, view, model.optimizer.group(name).param, int(i))
+            assert g[i] == pytest.approx(numeric, rel=1e-5, abs=1e-6 * mag.max()), (name, i)
+    # the offset: through the deformation and the time windows together
+    assert grads["offsets"][1] == pytest.approx(out["time_grad"], rel=1e-12)
+    numeric = fd(model, view, model.offsets.params, 1)
+    assert grads["offsets"][1] == pytest.approx(numeric, rel=1e-5, abs=1e-9)

@@ -65,7 +65,7 @@ class SyncGaussians(GaussianState, SyncModel):
         self._centres = None if centres is None else np.asarray(centres, np.float64).reshape(-1, 3)
         seed = int(cfg["train"]["seed"])
         cap = int(g["max_gaussians"])
-        self.cloud = GaussianCloud(cap, int(g["sh_degree"]))
+        self.cloud = GaussianCloud(cap, int(g["sh_degree"]), bool(g["temporal_opacity"]))
         widths = {"position": 3, "scale": 3, "rotation": 4, "opacity": 1, "sh": 3 * self.cloud.n_coeffs}
         heads = {h: widths[h] for h in DELTAS if h in g["deform_heads"]}
         self.deform = Deformation(g, cap, heads, resolve_time_res(g["time_res"], n_frames), [[-1.0] * 3, [1.0] * 3],
@@ -122,7 +122,7 @@ class SyncGaussians(GaussianState, SyncModel):
 
         self._ensure_init()
         deltas = self.deform.forward(self.cloud.params["means"], self.cloud.n, t) if deform else None
-        self.cloud.compose(deltas)
+        self.cloud.compose(deltas, t)
         ras = self._rasterizer(int(intrinsics.width), int(intrinsics.height))
         c = self.cloud
         ras.forward(c.means, c.log_scales, c.quats, c.opacity, c.sh, c.n, Camera.from_opengl_c2w(intrinsics, c2w),
@@ -197,12 +197,11 @@ class SyncGaussians(GaussianState, SyncModel):
         ras.backward(d_colour=grad * weight)
         if accumulate_density:
             self.density.accumulate(ras, self.cloud.n)
-        self.cloud.scatter(ras, deltas)
-        dt = 0.0
+        dt = self.cloud.scatter(ras, deltas) / weight
         if deltas is not None:
-            dt = self.deform.backward(self.cloud.params["means"], self.cloud.n) / weight
-            if self.sync:
-                self.offsets.params.grad[cam] += dt * weight
+            dt += self.deform.backward(self.cloud.params["means"], self.cloud.n) / weight
+        if self.sync and dt:
+            self.offsets.params.grad[cam] += dt * weight
         return {"loss": loss, "mse": float(np.mean((pred - gt) ** 2)), "time_grad": dt}
 
     def _set_stage(self, step: int) -> None:
@@ -232,7 +231,7 @@ class SyncGaussians(GaussianState, SyncModel):
         (:func:`~taichi_syncnerf.models.gaussians.points.error_points`), placed in the canonical space
         as ``p - deformation(p, t)``; returns how many."""
         from taichi_syncnerf.models.gaussians.points import error_points, gaussians_from_points
-        from taichi_syncnerf.timeline import normalised_to_frames
+        from taichi_syncnerf.timeline import frame_unit, normalised_to_frames
 
         src, g, cloud = self._source, self.g, self.cloud
         room = min(int(g["spawn_points"]), cloud.capacity - cloud.n)
@@ -251,6 +250,10 @@ class SyncGaussians(GaussianState, SyncModel):
             return 0
         new = gaussians_from_points(pts, colours, float(g["spawn_opacity"]), cloud.sh_degree)
         new["log_scales"] = np.repeat(np.log(pixel)[:, None], 3, axis=1)
+        if cloud.temporal:                      # seen at t: present around t
+            new["t_centre"] = np.full((len(pts), 1), t)
+            width = float(g["spawn_time_scale"]) * frame_unit(src.n_frames)
+            new["t_log_scale"] = np.full((len(pts), 1), np.log(width))
         n_old = cloud.n
         rows = {k: np.concatenate([v, new[k]]) for k, v in cloud.get().items()}
         self.density._edit(cloud, self.optimizer, rows, np.ones(n_old, bool), len(pts))

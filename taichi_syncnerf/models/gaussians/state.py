@@ -41,7 +41,8 @@ class GaussianState:
     def _build_optimizer(self) -> None:
         g, e = self.g, self.lr_length
         lrs = {"means": g["lr_position_init"] * e, "sh_dc": g["lr_feature"], "sh_rest": g["lr_feature"] / 20.0,
-               "opacity": g["lr_opacity"], "log_scales": g["lr_scaling"], "quats": g["lr_rotation"]}
+               "opacity": g["lr_opacity"], "log_scales": g["lr_scaling"], "quats": g["lr_rotation"],
+               "t_centre": g["lr_time_centre"], "t_log_scale": g["lr_time_scale"]}
         groups = [ParamGroup(a, self.cloud.params[a], float(lrs[a]), betas=(0.9, 0.999)) for a in self.cloud.groups()]
         for name, field in self.deform.named_params().items():
             lr = g["lr_grid_init"] if name == "planes" else g["lr_mlp_init"]
@@ -148,7 +149,7 @@ class GaussianState:
         self._ensure_init()
         c = self.cloud
         deltas = self.deform.forward(c.params["means"], c.n, float(time)) if self.fine else None
-        c.compose(deltas)
+        c.compose(deltas, float(time))
         n, k = c.n, c.n_coeffs
         sh = c.sh.to_numpy()[:n].astype(np.float64)
         return {"means": c.means.to_numpy()[:n].astype(np.float64), "sh_dc": sh[:, :3], "sh_rest": sh[:, 3:3 * k],
