@@ -9,7 +9,8 @@ first pass a coarse picture. The viewer's default "while moving" choice, "auto",
 height that renders at ``AUTO_FPS``; the figures give that height for the cost measured (a fixed
 part and a pixel rate fitted to the moving and the full frames, :mod:`taichi_syncnerf.viewer.cost`). Each
 frame is rendered by the viewer's own path (:class:`RunModel`) and JPEG-encoded as it is sent to
-the browser. "time to full" is the rest the viewer waits (``SETTLE_S``) plus the passes and their
+the browser; one untimed frame of each size first (allocation and kernel compilation are the
+viewer's start-up, not its frame rate). "time to full" is the rest the viewer waits (``SETTLE_S``) plus the passes and their
 encodings. CPU seconds are given beside wall seconds: on a shared machine they say what an idle
 one would take.
 """
@@ -63,6 +64,8 @@ def benchmark(run, sizes, moving_frames: int = 20, full_frames: int = 3, log=pri
         h, aspect = parse_size(size, ds_aspect)
         small = view_intrinsics(fov, aspect, max(8, int(round(h * scale))))
         full = view_intrinsics(fov, aspect, h)
+        for intr in (small, full):           # buffers of this size allocated, their kernels compiled: untimed
+            rm.render(poses[0], intr, 0.0)
         t0, c0 = time.perf_counter(), time.process_time()
         for i in tqdm(range(moving_frames), desc=f"moving {small.width}x{small.height}", leave=False):
             _encode(rm.render(poses[i], small, (src.n_frames - 1) * i / max(moving_frames - 1, 1)))
