@@ -510,6 +510,18 @@ def test_render_only_matches_reference_on_a_crowded_scene(t_min):
 # ------------------------------------------------------------------------------------------- f32
 
 
+def f32_scene(sc):
+    """``sc`` with every parameter and the camera rounded to float32 (inputs an f32 runtime holds exactly)."""
+    from taichi_syncnerf.kernels import splat
+
+    for k in PARAMS:
+        sc[k] = f32(sc[k])
+    c = sc["cam"]
+    sc["cam"] = splat.Camera(*(float(f32(v)) for v in (c.fx, c.fy, c.cx, c.cy)), c.width, c.height,
+                             f32(c.R), f32(c.t))
+    return sc
+
+
 def f32_errors(arch="cpu"):
     """Forward and backward in an f32 runtime against the float64 twin on the same (f32-exact)
     inputs: {quantity: error} with f32_common.rel_err. With the thresholds off ("smooth") every
@@ -521,12 +533,7 @@ def f32_errors(arch="cpu"):
     from taichi_syncnerf.kernels import splat
     from taichi_syncnerf.kernels.reference import splat as ref
 
-    sc = make_scene()
-    for k in PARAMS:
-        sc[k] = f32(sc[k])
-    c = sc["cam"]
-    sc["cam"] = splat.Camera(*(float(f32(v)) for v in (c.fx, c.fy, c.cx, c.cy)), c.width, c.height,
-                             f32(c.R), f32(c.t))
+    sc = f32_scene(make_scene())
     grads = [f32(g) for g in output_grads()]
     ras = splat.Rasterizer(N_MAX, W, H, sh_degree=3)
     scene_fields = Scene(sc)
@@ -545,12 +552,8 @@ def f32_errors(arch="cpu"):
     errs.update({k: rel_err(got[k][same], fwd[k][same]) for k in ("colour", "alpha", "depth")})
     # the render-only kernel (its own exp) on a crowded scene: against the twin, and against the
     # kernel training uses (same f32 inputs)
-    sc = crowded_scene()
-    for k in PARAMS:
-        sc[k] = f32(sc[k])
+    sc = f32_scene(crowded_scene())
     c = sc["cam"]
-    sc["cam"] = splat.Camera(*(float(f32(v)) for v in (c.fx, c.fy, c.cx, c.cy)), c.width, c.height,
-                             f32(c.R), f32(c.t))
     w, h = c.width, c.height
     ras = splat.Rasterizer(sc["n"], w, h, sh_degree=3)
     fields = Scene(sc, n_max=sc["n"])

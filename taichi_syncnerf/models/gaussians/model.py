@@ -248,8 +248,7 @@ class SyncGaussians(GaussianState, SyncModel):
                                            self.cfg["model"]["bbox"], int(g["init_depth_candidates"]))
         if not len(pts):
             return 0
-        new = gaussians_from_points(pts, colours, float(g["spawn_opacity"]), cloud.sh_degree)
-        new["log_scales"] = np.repeat(np.log(pixel)[:, None], 3, axis=1)
+        new = gaussians_from_points(pts, colours, float(g["spawn_opacity"]), cloud.sh_degree, np.log(pixel))
         if cloud.temporal:                      # seen at t: present around t
             new["t_centre"] = np.full((len(pts), 1), t)
             width = float(g["spawn_time_scale"]) * frame_unit(src.n_frames)

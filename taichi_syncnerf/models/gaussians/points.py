@@ -57,16 +57,18 @@ def knn_log_scales(points: np.ndarray, k: int = 3, chunk: int = 1024) -> np.ndar
     return 0.5 * np.log(np.maximum(out, 1e-7))
 
 
-def gaussians_from_points(points, colours, init_opacity: float, sh_degree: int) -> dict:
+def gaussians_from_points(points, colours, init_opacity: float, sh_degree: int, log_scales=None) -> dict:
     """The raw arrays of :class:`~taichi_syncnerf.models.gaussians.cloud.GaussianCloud` for points
-    (N, 3) with colours (N, 3) in [0, 1]."""
+    (N, 3) with colours (N, 3) in [0, 1]; isotropic ``log_scales`` (N,) when given, else the
+    nearest-neighbour ones."""
     p = np.asarray(points, np.float64)
     n = len(p)
     k = (int(sh_degree) + 1) ** 2
     logit = float(np.log(init_opacity / (1.0 - init_opacity)))
     return {"means": p.copy(), "sh_dc": (np.asarray(colours, np.float64) - 0.5) / SH_C0,
             "sh_rest": np.zeros((n, 3 * (k - 1))), "opacity": np.full(n, logit),
-            "log_scales": np.repeat(knn_log_scales(p)[:, None], 3, axis=1),
+            "log_scales": np.repeat((knn_log_scales(p) if log_scales is None else
+                                     np.asarray(log_scales, np.float64))[:, None], 3, axis=1),
             "quats": np.tile([1.0, 0.0, 0.0, 0.0], (n, 1))}
 
 
