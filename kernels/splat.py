@@ -94,12 +94,11 @@ LANES = 16  # pixels of a row blended together by the render-only kernel (forwar
 U, V, KA, KB, KC, OPA, RED, Z, LCUT = 0, 1, 2, 3, 4, 5, 6, 9, 10
 N_DATA = 10
 G_STRIDE = 16  # _gdata row length (N_DATA + 1 used): a power of two, so a row is one shift away
-# e^x of the render-only kernel (_exp_neg): x = k ln2 + r, |r| <= ln2 / 2, e^r by a polynomial in
-# float64; per runtime precision: the clamp below which e^x is taken as e^clamp (far under any
-# alpha_min / opacity that matters) and the polynomial (f32: degree 7, a Chebyshev fit of relative
-# error 6e-11, so the float32 result is the correctly rounded e^x for all but about 3 arguments in
-# 10,000 (1 ulp off) and differs from libm's expf by 1 ulp for about 7 in 10,000; f64: Taylor to
-# degree 13, relative error about 2e-16)
+# e^x of the render-only kernel (_exp_neg): x = k ln2 + r, |r| <= ln2 / 2 (r in float64), e^r by
+# a polynomial; per runtime precision: the clamp below which e^x is taken as e^clamp (far under
+# any alpha_min / opacity that matters) and the polynomial (f32: degree 7, a Chebyshev fit of
+# relative error 6e-11, evaluated in float32: within 1 ulp of the correctly rounded e^x, exact for
+# about 90 % of arguments; f64: Taylor to degree 13 in float64, relative error about 2e-16)
 LOG2E, LN2 = 1.4426950408889634, 0.6931471805599453
 EXP_POLY = {"f32": (0.9999999999595297, 0.9999999999955099, 0.5000000107793305, 0.16666666786348713,
                     0.04166621814088921, 0.008333283524270554, 0.0013948590223997939,
@@ -278,18 +277,30 @@ def _merge(sk: ti.template(), si: ti.template(), dk: ti.template(), di: ti.templ
 
 
 @ti.func
-def _exp_neg(x, floor: ti.template(), poly: ti.template()):
+def _exp_neg(x, floor: ti.template(), poly: ti.template(), single: ti.template()):
     """e^x for x <= 0 (x clamped to [floor, 0]) without a libm call, so that the lanes of the
-    render-only kernel stay in vector registers: float64 range reduction and polynomial, the
-    result rounded to the runtime's float (see EXP_POLY)."""
-    xd = ti.cast(ti.min(ti.max(x, floor), 0.0), ti.f64)
-    k = ti.cast(xd * ti.f64(LOG2E) - ti.f64(0.5), ti.i32)  # round to nearest (xd <= 0)
-    r = xd - ti.cast(k, ti.f64) * ti.f64(LN2)
-    deg = ti.static(len(poly) - 1)
-    y = ti.f64(poly[deg])
-    for i in ti.static(range(deg - 1, -1, -1)):
-        y = y * r + ti.f64(poly[i])
-    return ti.cast(y * ti.bit_cast(ti.cast(k + 1023, ti.i64) << 52, ti.f64), float)
+    render-only kernel stay in vector registers: range reduction ``x = k ln2 + r`` and a polynomial
+    in ``r`` (see EXP_POLY). ``single``: the reduction in float64 (compilers may reassociate a
+    float32 two-constant reduction), the polynomial and the scaling in float32; else all in
+    float64, rounded to the runtime's float."""
+    if ti.static(single):
+        xf = ti.min(ti.max(ti.cast(x, ti.f32), ti.f32(floor)), ti.f32(0.0))
+        k = ti.cast(xf * ti.f32(LOG2E) - ti.f32(0.5), ti.i32)  # round to nearest (xf <= 0)
+        r = ti.cast(ti.cast(xf, ti.f64) - ti.cast(k, ti.f64) * ti.f64(LN2), ti.f32)
+        deg = ti.static(len(poly) - 1)
+        y = ti.f32(poly[deg])
+        for i in ti.static(range(deg - 1, -1, -1)):
+            y = y * r + ti.f32(poly[i])
+        return ti.cast(y * ti.bit_cast((k + 127) << 23, ti.f32), float)
+    else:
+        xd = ti.cast(ti.min(ti.max(x, floor), 0.0), ti.f64)
+        k = ti.cast(xd * ti.f64(LOG2E) - ti.f64(0.5), ti.i32)  # round to nearest (xd <= 0)
+        r = xd - ti.cast(k, ti.f64) * ti.f64(LN2)
+        deg = ti.static(len(poly) - 1)
+        y = ti.f64(poly[deg])
+        for i in ti.static(range(deg - 1, -1, -1)):
+            y = y * r + ti.f64(poly[i])
+        return ti.cast(y * ti.bit_cast(ti.cast(k + 1023, ti.i64) << 52, ti.f64), float)
 
 
 # ------------------------------------------------------------------------------- rasterizer
@@ -334,8 +345,10 @@ class Rasterizer:
         self._gdata = ti.field(float, shape=(N, G_STRIDE))
         prec = "f32" if ti.lang.impl.current_cfg().default_fp == ti.f32 else "f64"
         self._exp_floor, self._exp_poly = EXP_FLOOR[prec], EXP_POLY[prec]
+        self._exp_single = prec == "f32"
         self._clamped = ti.field(ti.i32, shape=N)  # bit c: colour channel c clamped at 0
         self._rect = ti.field(ti.i32, shape=(N, 4))  # tile x0, y0, x1, y1 (exclusive)
+        self._reach = ti.field(ti.i32, shape=(N, 4))  # the part of the rect the tile test is asked about
         self._gslot = ti.field(ti.i32, shape=N + 1)  # first gradient slot of each Gaussian
         self.radius = ti.field(ti.i32, shape=N)
         self._tile_count = ti.field(ti.i32, shape=self.max_tiles)
@@ -376,10 +389,10 @@ class Rasterizer:
 
         ``backward=False``: an image only (evaluation, videos, the viewer): the pixels of a row are
         blended ``LANES`` at a time (SIMD on a CPU), the same operations per pixel as the kernel that
-        training uses but for ``e^power``, computed in the kernel (:func:`_exp_neg`, 1 ulp from
-        libm's at most): the same image to rounding (a pixel within rounding of a threshold may
-        blend one Gaussian more or fewer, as between float32 and float64); :meth:`backward` then
-        refuses to run.
+        training uses but for ``e^power``, computed in the kernel (:func:`_exp_neg`, within 1
+        ulp of the correctly rounded value): the same image to rounding (a pixel within rounding
+        of a threshold may blend one Gaussian more or fewer, as between float32 and float64);
+        :meth:`backward` then refuses to run.
 
         means (N, 3) world positions; log_scales (N, 3); quats (N, 4) (w, x, y, z), any non-zero
         norm; opacity_logits (N,); sh (N, >= 3 K) (column 3 k + c, see the module docstring): Taichi
@@ -448,6 +461,23 @@ class Rasterizer:
             self._timed("backward_background", self._background_grad, s["w"], s["h"])
         self._timed("backward_gaussians", self._backward_gaussians, *s["inputs"], self._egrad,
                     s["n"], s["k_active"], *s["cam"])
+
+    def read_colour(self, width: int, height: int, clip: bool = True) -> np.ndarray:
+        """The (height, width, 3) float64 colour of the last forward (rows and columns of its camera),
+        clipped to [0, 1] unless ``clip`` is False: one pass, where ``colour.to_numpy()`` copies the
+        whole capacity first."""
+        out = np.empty((int(height), int(width), 3), np.float64)
+        self._read_colour(out, int(width), int(height), int(bool(clip)))
+        return out
+
+    @ti.kernel
+    def _read_colour(self, out: ti.types.ndarray(dtype=ti.f64, ndim=3), w: int, h: int, clip: int):
+        for y, x in ti.ndrange(h, w):
+            for ch in ti.static(range(3)):
+                v = ti.cast(self.colour[y, x, ch], ti.f64)
+                if clip:
+                    v = ti.min(ti.max(v, 0.0), 1.0)
+                out[y, x, ch] = v
 
     def _timed(self, name, kernel, *args):
         if self.stage_ms is None:
@@ -551,10 +581,20 @@ class Rasterizer:
                         if alpha_min > 0.0:
                             self._gdata[i, LCUT] = ti.log(alpha_min / o) - 1e-3
                         self._gdata[i, Z] = pc[2]
-                        for ty_ in range(y0, y1):
-                            for tx_ in range(x0, x1):
+                        rx0, ry0, rx1, ry1 = x0, y0, x1, y1
+                        if alpha_min > 0.0:
+                            # the box of the ellipse power >= lcut (widened past _tile_hit's margin and
+                            # by 1 px for rounding): the only tiles of the rect _reaches can accept
+                            qcut = ti.max(-2.0 * self._gdata[i, LCUT] * (1.0 + 2.0 * CULL_SLACK) + 2.0 * CULL_SLACK, 0.0)
+                            ex0, ex1 = _tile_span(u - 0.5, ti.sqrt(qcut * a) + 1.0, tiles_x)
+                            ey0, ey1 = _tile_span(v - 0.5, ti.sqrt(qcut * c) + 1.0, tiles_y)
+                            rx0, rx1 = ti.max(rx0, ex0), ti.min(rx1, ex1)
+                            ry0, ry1 = ti.max(ry0, ey0), ti.min(ry1, ey1)
+                        for ty_ in range(ry0, ry1):
+                            for tx_ in range(rx0, rx1):
                                 if self._reaches(i, tx_, ty_, w, h):
                                     ti.atomic_add(self._tile_count[ty_ * tiles_x + tx_], 1)
+                        self._reach[i, 0], self._reach[i, 1], self._reach[i, 2], self._reach[i, 3] = rx0, ry0, rx1, ry1
             if radius == 0:
                 x0, y0, x1, y1 = 0, 0, 0, 0
             self.radius[i] = radius
@@ -591,8 +631,8 @@ class Rasterizer:
             self._tile_count[t] = 0  # reused as the fill cursor
         for i in range(n):
             if self.radius[i] > 0:
-                for ty in range(self._rect[i, 1], self._rect[i, 3]):
-                    for tx in range(self._rect[i, 0], self._rect[i, 2]):
+                for ty in range(self._reach[i, 1], self._reach[i, 3]):
+                    for tx in range(self._reach[i, 0], self._reach[i, 2]):
                         if self._reaches(i, tx, ty, w, h):
                             t = ty * tiles_x + tx
                             e = self._tile_start[t] + ti.atomic_add(self._tile_count[t], 1)
@@ -714,7 +754,7 @@ class Rasterizer:
                              - self._gdata[g, KB] * dx * dy)
                     ok = ti.select(power >= self._gdata[g, LCUT], alive, 0) * ti.select(power <= 0.0, 1, 0)
                     if ok.sum() > 0:
-                        e = ti.Vector([_exp_neg(power[lane], self._exp_floor, self._exp_poly)
+                        e = ti.Vector([_exp_neg(power[lane], self._exp_floor, self._exp_poly, self._exp_single)
                                        for lane in ti.static(range(LANES))])
                         alpha = ti.min(ALPHA_MAX, self._gdata[g, OPA] * e)
                         test_t = T * (1.0 - alpha)

@@ -135,7 +135,7 @@ class DensityControl:
             keep &= ~dead
         rows = {k: np.concatenate([a[k][keep]] + new[k]) for k in a}
         n_new = len(rows["means"]) - int(keep.sum())
-        self._edit(cloud, optimizer, rows, keep, n_new)
+        self.replace_rows(cloud, optimizer, rows, keep, n_new)
         self.reset_stats()
         return {"cloned": int(len(clone)), "split": int(len(split)), "pruned": pruned, "gaussians": cloud.n}
 
@@ -147,8 +147,9 @@ class DensityControl:
         optimizer.set_moments("opacity", np.zeros_like(m), np.zeros_like(v))
 
     @staticmethod
-    def _edit(cloud, optimizer, rows: dict, keep: np.ndarray, n_new: int) -> None:
-        """New rows = the kept rows then ``n_new`` new ones; the kept rows keep their Adam moments."""
+    def replace_rows(cloud, optimizer, rows: dict, keep: np.ndarray, n_new: int) -> None:
+        """The cloud becomes ``rows``: the rows of ``keep`` (a mask of the current ones), in order, then
+        ``n_new`` new ones; the kept rows keep their Adam moments, the new ones start at zero."""
         n_old = cloud.n
         moments = {}
         for name in cloud.groups():

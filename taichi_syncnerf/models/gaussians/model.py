@@ -136,7 +136,7 @@ class SyncGaussians(GaussianState, SyncModel):
         h, w = view.height, view.width
         ras, _ = self._forward(view.intrinsics, view.c2w, self.view_time(view.time, view.cam), self.fine,
                                backward=False)
-        out = {"rgb": np.clip(ras.colour.to_numpy()[:h, :w].astype(np.float64), 0.0, 1.0)}
+        out = {"rgb": ras.read_colour(w, h)}
         if layers:
             out["depth"] = ras.depth.to_numpy()[:h, :w].astype(np.float64)
             out["opacity"] = ras.alpha.to_numpy()[:h, :w].astype(np.float64)
@@ -191,7 +191,7 @@ class SyncGaussians(GaussianState, SyncModel):
         h, w = int(intr.height), int(intr.width)
         cam = int(view["cam"])
         ras, deltas = self._forward(intr, view["c2w"], self.view_time(view["time"], cam), self.fine)
-        pred = ras.colour.to_numpy()[:h, :w].astype(np.float64)
+        pred = ras.read_colour(w, h, clip=False)
         gt = np.asarray(view["rgb"], np.float64)
         loss, grad = image_loss(pred, gt, float(self.g["ssim_weight"]))
         ras.backward(d_colour=grad * weight)
@@ -242,7 +242,7 @@ class SyncGaussians(GaussianState, SyncModel):
         view = src.view(cam, frame)
         t = self.view_time(view.time, cam)
         ras, _ = self._forward(view.intrinsics, view.c2w, t, True, backward=False)
-        pred = ras.colour.to_numpy()[:view.height, :view.width].astype(np.float64)
+        pred = ras.read_colour(view.width, view.height, clip=False)
         offsets = normalised_to_frames(self.offsets.params.to_numpy().astype(np.float64), src.n_frames)
         pts, colours, pixel = error_points(src, cam, frame, pred, offsets, room, float(g["spawn_error"]), self._rng,
                                            self.cfg["model"]["bbox"], int(g["init_depth_candidates"]))
@@ -255,7 +255,7 @@ class SyncGaussians(GaussianState, SyncModel):
             new["t_log_scale"] = np.full((len(pts), 1), np.log(width))
         n_old = cloud.n
         rows = {k: np.concatenate([v, new[k]]) for k, v in cloud.get().items()}
-        self.density._edit(cloud, self.optimizer, rows, np.ones(n_old, bool), len(pts))
+        self.density.replace_rows(cloud, self.optimizer, rows, np.ones(n_old, bool), len(pts))
         if "position" in self.deform.heads:     # where the deformation at t moves them is where they were seen
             dp = self.deform.forward(cloud.params["means"], cloud.n, t)["position"].to_numpy()[n_old:cloud.n]
             rows["means"][n_old:] -= dp
