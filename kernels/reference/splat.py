@@ -10,7 +10,7 @@ kernels' exp-free pre-skip of far pixels is left out (it makes the same decision
 """
 import numpy as np
 
-from ..splat import (ALPHA_MAX, ALPHA_MIN, CULL_SLACK, FOV_MARGIN, LOW_PASS, NEAR, T_MIN, TILE)
+from ..splat_funcs import ALPHA_MAX, ALPHA_MIN, CULL_SLACK, FOV_MARGIN, LOW_PASS, NEAR, T_MIN, TILE
 from ..sh import C1, C2, C3
 from . import sh as ref_sh
 

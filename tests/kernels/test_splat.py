@@ -608,7 +608,7 @@ def exp_ulp():
     correctly rounded e^x, over 10^6 arguments in [-80, 0] (a grid and random points)."""
     import taichi as ti
 
-    from taichi_syncnerf.kernels import splat
+    from taichi_syncnerf.kernels import splat_funcs as sf
 
     xs = np.concatenate([np.linspace(-80.0, 0.0, 500_000),
                          -np.random.default_rng(0).exponential(2.0, 500_000)]).astype(np.float32)
@@ -619,7 +619,7 @@ def exp_ulp():
     @ti.kernel
     def run():
         for i in x:
-            y[i] = splat._exp_neg(x[i], splat.EXP_FLOOR["f32"], splat.EXP_POLY["f32"], True)
+            y[i] = sf._exp_neg(x[i], sf.EXP_FLOOR["f32"], sf.EXP_POLY["f32"], True)
 
     run()
     want = np.exp(xs.astype(np.float64)).astype(np.float32).astype(np.float64)
