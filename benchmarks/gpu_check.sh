@@ -12,7 +12,7 @@
 #    of the logged windows after the first, which holds the compilation), peak GPU memory (nvidia-smi,
 #    sampled every 0.5 s; Taichi's memory pool included) and peak host memory;
 # 4. the Gaussian rasterizer of Sync-4DGS (kernels/splat.py): its f32 check against the float64 twin
-#    on --arch (tests/kernels/test_splat.py -k f32, errors kept with SYNCNERF_SPLAT_F32_OUT) and its
+#    on --arch (tests/kernels/test_splat_f32.py, errors kept with SYNCNERF_SPLAT_F32_OUT) and its
 #    benchmark (benchmarks/splat.py --layout shell, 20,000 Gaussians at 1352x1014): forward and
 #    backward of a training frame, the render-only frame (forward(backward=False)) and its frames/s.
 #
@@ -118,7 +118,7 @@ tail -n 3 "$OUT/train.txt" >&2
 
 say "4/4 Gaussian rasterizer: f32 check and benchmark on $ARCH"
 SYNCNERF_F32_ARCH="$ARCH" SYNCNERF_SPLAT_F32_OUT="$OUT/splat_f32.json" \
-    python -m pytest -q -p no:cacheprovider tests/kernels/test_splat.py -k f32 > "$OUT/splat_f32_tests.txt" 2>&1
+    python -m pytest -q -p no:cacheprovider tests/kernels/test_splat_f32.py > "$OUT/splat_f32_tests.txt" 2>&1
 SPLAT_F32_RC=$?
 tail -n 1 "$OUT/splat_f32_tests.txt" >&2
 python benchmarks/splat.py --arch "$ARCH" --layout shell "${SPLAT_ARGS[@]}" > "$OUT/splat.txt" 2>&1

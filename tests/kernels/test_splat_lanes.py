@@ -1,9 +1,13 @@
 """kernels/splat.py's render-only kernel (forward(backward=False), pixels of a row blended LANES at
-a time) gives the images of the kernel training uses: the same operations per pixel, float64."""
+a time) gives the images of the kernel training uses (the same operations per pixel) and of the
+float64 twin, float64."""
 import numpy as np
 import pytest
 
-from .test_splat import N_MAX, Scene, make_scene
+try:
+    from .test_splat import N_MAX, Scene, images, make_scene, ref_forward
+except ImportError:  # imported by test_splat_f32.py run as a script: tests/kernels is on sys.path
+    from test_splat import N_MAX, Scene, images, make_scene, ref_forward
 
 OUTPUTS = ("colour", "alpha", "depth", "final_t", "n_contrib")
 
@@ -33,3 +37,44 @@ def test_render_only_kernel_equals_the_training_kernel(size, t_min):
         np.testing.assert_allclose(out[False][k], out[True][k], rtol=1e-13, atol=1e-15, err_msg=k)
     with pytest.raises(RuntimeError, match="backward=True"):
         ras.backward(d_colour=np.ones((h, w, 3)))
+
+
+def crowded_scene(seed=11, n=160, w=70, h=41):
+    """Many overlapping Gaussians over 5 x 3 tiles (the last column and row partial), a third of them
+    nearly opaque so that many pixels stop early, and a few wide faint ones that reach every tile."""
+    from taichi_syncnerf.data.cameras import Intrinsics, look_at
+    from taichi_syncnerf.kernels import splat
+
+    rng = np.random.default_rng(seed)
+    c2w = look_at(np.array([0.3, -4.0, 0.5]), np.zeros(3), np.array([0.0, 0.0, 1.0]))
+    cam = splat.Camera.from_opengl_c2w(Intrinsics.from_fov(0.9, w, h, cx=w / 2 + 0.3, cy=h / 2 - 0.2), c2w)
+    log_scales = rng.uniform(-2.6, -1.3, (n, 3))
+    log_scales[:6] += 1.2
+    logits = rng.uniform(-2.0, 2.0, n)
+    logits[rng.random(n) < 0.33] = 5.0
+    logits[:6] = -2.5
+    return dict(cam=cam, means=rng.normal(size=(n, 3)) * [0.9, 0.6, 0.6],
+                log_scales=log_scales, quats=rng.normal(size=(n, 4)), opacity_logits=logits,
+                sh=rng.normal(size=(n, 48)) * 0.3, n=n)
+
+
+@pytest.mark.parametrize("t_min", [1e-4, 0.05])
+def test_render_only_matches_reference_on_a_crowded_scene(t_min):
+    """forward(backward=False) (its own exp, SIMD lanes) against the float64 twin: lists of up to 60+
+    Gaussians per tile, pixels that stop early beside pixels that blend on."""
+    from taichi_syncnerf.kernels import splat
+
+    sc = crowded_scene()
+    w, h = sc["cam"].width, sc["cam"].height
+    ras = splat.Rasterizer(sc["n"], w, h, sh_degree=3)
+    Scene(sc, n_max=sc["n"]).forward(ras, sc, backward=False, t_min=t_min)
+    want = ref_forward(sc, t_min=t_min)
+    got = images(ras, h, w)
+    lengths = [len(x) for x in want["lists"]]
+    assert len(lengths) == 15 and min(lengths) >= 5 and max(lengths) >= 60, lengths
+    stopped = got["n_contrib"] < np.array([[lengths[(y // 16) * 5 + x // 16] for x in range(w)]
+                                           for y in range(h)])
+    assert stopped.mean() > 0.2 and want["final_t"].min() < 10 * t_min
+    np.testing.assert_array_equal(got["n_contrib"], want["n_contrib"])
+    for k in ("colour", "alpha", "depth", "final_t"):
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-11, atol=1e-13, err_msg=k)
