@@ -400,30 +400,38 @@ def _scale_note(r: dict) -> str:
     if st == "testoptim":
         what = "whole images" if "4dgs" in str(r.get("preset")) else f"{r.get('batch_rays')} rays"
         return f"{r.get('steps')} steps of {what}"
+    grid = ", grids at their final size" if r.get("grid") == "final" else ""
     if st == "eval":
-        return f"{r.get('frames')} frame, {r.get('size')}, {fmt(r.get('seconds'), '.0f', ' s')}"
+        return f"{r.get('frames')} frame, {r.get('size')}, {fmt(r.get('seconds'), '.0f', ' s')}{grid}"
     if st == "render":
-        return "`render --frames 1`"
+        return f"`render --frames 1`{grid}"
     if st == "view":
-        return f"{r.get('full')}: first pass {fmt(r.get('first_pass_s'), '.1f', ' s')}, full {fmt(r.get('full_frame_s'), '.2f' if (r.get('full_frame_s') or 0) < 10 else '.0f', ' s')}"
+        return (f"{r.get('full')}: first pass {fmt(r.get('first_pass_s'), '.1f', ' s')}, full "
+                f"{fmt(r.get('full_frame_s'), '.2f' if (r.get('full_frame_s') or 0) < 10 else '.0f', ' s')}{grid}")
     return ""
 
 
+SCALE_STAGES = ("cache", "stats", "train", "train_final_grid", "testoptim", "eval", "render", "view")
+
+
 def _scale_merged(recs: list) -> dict:
-    """Per machine: every preset's stages from the newest record that measured that preset (the
-    make-scene rows from the newest record that has them), and the records used."""
+    """Per machine: every stage of every preset from the newest record that measured that stage of
+    that preset (the make-scene rows from the newest record that has them), and the records used."""
     out = {}
     for r in reversed(recs):
         m = out.setdefault(r["recorded"]["machine"], {"presets": {}, "make": None, "used": [], "newest": r})
         used = False
         if m["make"] is None and any(x["stage"] == "make_scene" for x in r["stages"]):
             m["make"], used = r, True
-        for preset in dict.fromkeys(x["preset"] for x in r["stages"] if x["stage"] != "make_scene"):
-            if preset not in m["presets"]:
-                m["presets"][preset] = [x for x in r["stages"] if x.get("preset") == preset and x["stage"] != "make_scene"]
+        for x in r["stages"]:
+            if x["stage"] != "make_scene" and x["stage"] not in m["presets"].setdefault(x["preset"], {}):
+                m["presets"][x["preset"]][x["stage"]] = x
                 used = True
         if used:
             m["used"].append(r)
+    for m in out.values():
+        m["presets"] = {p: sorted(st.values(), key=lambda x: SCALE_STAGES.index(x["stage"]))
+                        for p, st in m["presets"].items()}
     return out
 
 

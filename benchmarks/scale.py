@@ -4,7 +4,8 @@ Blender-size generated capture, each stage in its own process, timed, with its p
 
     python benchmarks/scale.py [--data scale-data] [--out scale-runs] [--sets plenoptic blender]
         [--presets plenoptic/sync-mixvoxels ...] [--steps 5] [--testoptim-steps 3] [--threads 2]
-        [--plenoptic-downsample 1] [--skip eval render view ...] [--timeout 7200] [--keep-runs] [--record]
+        [--plenoptic-downsample 1] [--skip eval render view ...] [--outputs-on-final-grid] [--timeout 7200]
+        [--keep-runs] [--record]
 
 Sets, written by ``make-scene`` into ``--data`` once and reused (offsets drawn from N(0, 3 frames),
 seed 0; the default family and encoding):
@@ -35,6 +36,10 @@ reported as reused, with no figures):
 * ``render``: ``render RUN --frames 1``, one full-resolution frame with ground truth and error;
 * ``view``: the viewer's first full frame at the dataset's height from the test camera's pose
   (viewer/bench.py with 2 moving frames and 1 full frame).
+
+With ``--outputs-on-final-grid`` Sync-MixVoxels' ``eval``, ``render`` and ``view`` use the
+``train_final_grid`` run (what a trained model renders: grids at their final size) and their
+records say ``"grid": "final"``.
 
 Memory: ``peak_anon_mib`` and ``peak_file_mib`` are the largest RssAnon and RssFile read from
 /proc/PID/status every 50 ms (sampled: a spike shorter than that can be missed); ``peak_rss_mib`` is
@@ -76,6 +81,7 @@ PAPER_A6000_HOURS = (2.0, 2.5)  # the paper's training times on one A6000, as is
 GPU_SET = {"layout": "n3dv", "cameras": 20, "frames": 270, "size": (1352, 1014)}
 GPU_TINY_SET = {"layout": "n3dv", "cameras": 4, "frames": 12, "size": (96, 72)}
 STAGES = ("make_scene", "cache", "stats", "train", "train_final_grid", "testoptim", "eval", "render", "view")
+OUTPUT_STAGES = ("eval", "render", "view")
 FINAL_GRID = ["mixvoxels.upsample_steps=[1,2,3,4]", "mixvoxels.alpha_mask_steps=[5]", "train.steps=6",
               "train.checkpoint_every=6"]
 
@@ -419,13 +425,16 @@ def drive(args) -> dict:
         for preset in (p for p in presets(name) if not args.presets or p in args.presets):
             cfg = load_config(preset, overrides(preset, args))
             run = args.out / preset.replace("/", "_")
+            final = args.out / (run.name + "_final_grid")
+            mixvoxels = cfg["model"]["kind"] == "sync-mixvoxels"
+            outputs_final = mixvoxels and args.outputs_on_final_grid and "train_final_grid" not in args.skip
             for stage in STAGES[1:]:
-                if stage in args.skip or (stage == "train_final_grid" and cfg["model"]["kind"] != "sync-mixvoxels"):
+                if stage in args.skip or (stage == "train_final_grid" and not mixvoxels):
                     continue
                 if stage == "train_final_grid":
-                    rec = run_stage(stage, preset, data, args.out / (run.name + "_final_grid"), args, FINAL_GRID)
-                    if not args.keep_runs:
-                        shutil.rmtree(args.out / (run.name + "_final_grid"), ignore_errors=True)
+                    rec = run_stage(stage, preset, data, final, args, FINAL_GRID)
+                elif stage in OUTPUT_STAGES and outputs_final:
+                    rec = {**run_stage(stage, preset, data, final, args), "grid": "final"}
                 else:
                     rec = run_stage(stage, preset, data, run, args)
                 if stage == "train":
@@ -440,10 +449,12 @@ def drive(args) -> dict:
                     break
             if not args.keep_runs:
                 shutil.rmtree(run, ignore_errors=True)
+                shutil.rmtree(final, ignore_errors=True)
     peaks = [r["peak_anon_mib"] for r in records if measured(r)]
     worst = max((r for r in records if measured(r)), key=lambda r: r["peak_anon_mib"], default=None)
     return {"name": "scale", "threads": args.threads, "arch": args.arch, "steps": args.steps,
             "testoptim_steps": args.testoptim_steps, "plenoptic_downsample": args.plenoptic_downsample,
+            "outputs_on_final_grid": bool(args.outputs_on_final_grid),
             "sets": sets, "stages": records, "anon_limit_mib": ANON_LIMIT_MIB,
             "max_peak_anon_mib": max(peaks) if peaks else None,
             "max_peak_anon_stage": None if worst is None else f"{worst.get('preset', worst.get('set'))} {worst['stage']}",
@@ -567,6 +578,9 @@ def main(argv=None) -> int:
     ap.add_argument("--skip", nargs="+", default=[], choices=list(STAGES))
     ap.add_argument("--timeout", type=float, default=7200.0, help="seconds a stage may take")
     ap.add_argument("--keep-runs", action="store_true", help="keep the run folders in --out")
+    ap.add_argument("--outputs-on-final-grid", action="store_true",
+                    help="Sync-MixVoxels: eval, render and view the train_final_grid run (its grids at their final "
+                         "size) instead of the train run; their records carry grid: final")
     ap.add_argument("--record", action="store_true",
                     help="append the JSON line, with date, machine and command, to docs/results/scale.jsonl")
     ap.add_argument("--gpu-published", action="store_true",
