@@ -57,7 +57,7 @@ def test_results_page_is_current():
     assert have == want, "docs/RESULTS.md is stale: run python benchmarks/report.py"
 
 
-def test_scale_table_takes_each_preset_from_its_newest_record():
+def test_scale_table_takes_each_stage_from_its_newest_record():
     report = _report()
 
     def rec(preset_peaks, date):
@@ -74,3 +74,10 @@ def test_scale_table_takes_each_preset_from_its_newest_record():
     assert "3900 MiB" in text and "2000 MiB" in text and "5000 MiB" not in text and "3000 MiB" not in text
     assert "Largest anonymous peak: **3900 MiB** (a train)" in text and "**within**" in text
     assert "scale d1" not in text and "scale d2" in text and "scale d3" in text
+    # a newer record of another stage of a: both rows, in stage order, the eval one from d4
+    d4 = rec([], "d4")
+    d4["stages"] = [{"stage": "eval", "set": "plenoptic", "preset": "a", "wall_s": 600.0, "cpu_s": 900.0,
+                     "peak_anon_mib": 1234, "frames": 1, "size": "1352x1014", "seconds": 590.0, "grid": "final"}]
+    text = "\n".join(report.scale(recs + [d4]))
+    assert text.index("| `a` | train |") < text.index("| `a` | eval |") and "3900 MiB" in text
+    assert "1 frame, 1352x1014, 590 s, grids at their final size" in text and "scale d4" in text

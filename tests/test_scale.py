@@ -171,6 +171,42 @@ def test_stage_lists_and_overrides():
     assert scale.measured({"stage": "train", "peak_anon_mib": 5})
 
 
+@pytest.mark.parametrize("final", [False, True])
+def test_outputs_on_final_grid(tmp_path, monkeypatch, final):
+    """--outputs-on-final-grid: Sync-MixVoxels' eval, render and view open the train_final_grid run
+    and say grid: final; the other presets' outputs, and everything without the flag, open the train
+    run; both runs are removed afterwards."""
+    import argparse
+
+    scale = _scale()
+    calls = []
+
+    def fake_stage(stage, preset, data, run, args, extra=()):
+        calls.append((preset, stage, run.name))
+        run.mkdir(parents=True, exist_ok=True)
+        return {"preset": preset, "stage": stage, "peak_anon_mib": 10, "peak_file_mib": 1, "peak_rss_mib": 11,
+                "wall_s": 1.0, "cpu_s": 1.0}
+
+    monkeypatch.setattr(scale, "run_stage", fake_stage)
+    monkeypatch.setattr(scale, "make_set", lambda name, root, args, records: tmp_path / "data")
+    args = argparse.Namespace(out=tmp_path / "out", data=tmp_path, sets=["plenoptic"], steps=5, testoptim_steps=3,
+                              threads=1, arch="cpu", plenoptic_downsample=1, skip=[], keep_runs=False,
+                              presets=["plenoptic/sync-mixvoxels", "plenoptic/sync-kplanes-hybrid"],
+                              outputs_on_final_grid=final)
+    res = scale.drive(args)
+    runs = {(p, st): r for p, st, r in calls}
+    for st in ("eval", "render", "view"):
+        want = "plenoptic_sync-mixvoxels" + ("_final_grid" if final else "")
+        assert runs[("plenoptic/sync-mixvoxels", st)] == want
+        assert runs[("plenoptic/sync-kplanes-hybrid", st)] == "plenoptic_sync-kplanes-hybrid"
+    grids = {(r["preset"], r["stage"]): r.get("grid") for r in res["stages"]}
+    assert grids[("plenoptic/sync-mixvoxels", "eval")] == ("final" if final else None)
+    assert grids[("plenoptic/sync-kplanes-hybrid", "eval")] is None
+    assert ("plenoptic/sync-kplanes-hybrid", "train_final_grid") not in runs
+    assert res["outputs_on_final_grid"] is final
+    assert not any(p.is_dir() for p in args.out.iterdir())
+
+
 def test_memory_sampler_tells_anonymous_from_file_backed(tmp_path):
     scale = _scale()
     data = tmp_path / "blob.u8"
