@@ -307,3 +307,46 @@ def _flat_means(p):
     f = ti.field(float, shape=max(1, 3 * len(p)))
     f.from_numpy(np.asarray(p, np.float32).ravel())
     return f
+
+
+def test_a_moving_camera_at_a_standing_time_is_not_deformed_again(built, monkeypatch):
+    """Render-only views at the time of the last one reuse its deformed Gaussians (the same image as
+    deforming again); another time, an optimizer step, new Gaussians or a loaded checkpoint deform
+    again; training forwards always do."""
+    cfg, source, model = built
+    reinit(model, source, cfg)
+    model.fine = True
+    calls = []
+    real = model.deform.forward
+    monkeypatch.setattr(model.deform, "forward", lambda *a: calls.append(a[2]) or real(*a))
+
+    def render(cam=0, frame=1):
+        return model.render_view_layers(source.view(cam, frame))["rgb"]
+
+    render(0)
+    assert len(calls) == 1
+    moved = render(2)                                   # same scene time, another camera's offset: deformed
+    n = len(calls)
+    again = render(2)
+    assert len(calls) == n and np.array_equal(again, moved)
+    model._composed_for = None                          # forced: the same image
+    assert np.array_equal(render(2), moved) and len(calls) == n + 1
+    render(2, frame=3)
+    assert len(calls) == n + 2
+    before = len(calls)
+    model.train_on(make_batch(source), 0, 1.0, False)   # a training forward deforms whatever was composed
+    assert len(calls) > before
+    render(0)
+    k = len(calls)
+    model._optimizer_step(1, 1.0, False, False)         # the parameters move
+    render(0)
+    assert len(calls) == k + 1
+    state = model.state_arrays()
+    render(0)
+    k = len(calls)
+    model.load_state_arrays(state, "ckpt")
+    render(0)
+    assert len(calls) == k + 1
+    model.cloud.set(model.cloud.get())
+    render(0)
+    assert len(calls) == k + 2

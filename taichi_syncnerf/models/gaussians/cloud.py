@@ -157,6 +157,7 @@ class GaussianCloud:
         # sh_rest of degree 0 has no values: a 1-entry field keeps the kernels' arguments uniform
         self.params = {a: ti.field(float, shape=max(1, cap * d), needs_grad=True) for a, d in self.dims.items()}
         self.n = 0
+        self.version = 0       # counts set(): what was composed before it is stale
         # the rasterizer's inputs (deformed when a deformation is given)
         self.means = ti.field(float, shape=(cap, 3))
         self.log_scales = ti.field(float, shape=(cap, 3))
@@ -196,6 +197,7 @@ class GaussianCloud:
                 full[: n * d] = np.asarray(arrays[a], np.float64).reshape(n * d)
             self.params[a].from_numpy(full)
         self.n = n
+        self.version += 1
 
     # ------------------------------------------------------------------ deformed views
     def compose(self, deltas: dict | None = None, t: float | None = None) -> None:

@@ -75,6 +75,8 @@ class SyncGaussians(GaussianState, SyncModel):
         self._init = init
         self._source = source                    # the training images, for spawn_points
         self._rasterizers = []
+        self.params_version = 0                  # counts optimizer steps and checkpoint loads
+        self._composed_for = None                # what the cloud's rasterizer inputs were composed for
         self.fine = False
         self.sh_active = 0
         self._rng = np.random.default_rng(seed + 23)
@@ -117,12 +119,18 @@ class SyncGaussians(GaussianState, SyncModel):
 
     def _forward(self, intrinsics, c2w, t: float, deform: bool, backward: bool = True):
         """Rasterize the Gaussians at time ``t`` for one camera; returns (rasterizer, deltas or None).
-        ``backward=False``: an image only (the rasterizer's render-only kernel)."""
+        ``backward=False``: an image only (the rasterizer's render-only kernel); the Gaussians are
+        not deformed again when they already are for this time and these parameters (a camera that
+        moves while the time stands: the viewer), and the deltas returned are None."""
         from taichi_syncnerf.kernels.splat import Camera
 
         self._ensure_init()
-        deltas = self.deform.forward(self.cloud.params["means"], self.cloud.n, t) if deform else None
-        self.cloud.compose(deltas, t)
+        key = (float(t), bool(deform), self.cloud.n, self.cloud.version, self.params_version)
+        deltas = None
+        if backward or key != self._composed_for:
+            deltas = self.deform.forward(self.cloud.params["means"], self.cloud.n, t) if deform else None
+            self.cloud.compose(deltas, t)
+            self._composed_for = key
         ras = self._rasterizer(int(intrinsics.width), int(intrinsics.height))
         c = self.cloud
         ras.forward(c.means, c.log_scales, c.quats, c.opacity, c.sh, c.n, Camera.from_opengl_c2w(intrinsics, c2w),

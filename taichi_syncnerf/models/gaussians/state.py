@@ -74,6 +74,7 @@ class GaussianState:
             self.optimizer.set_lr(name, lr)
             self.lrs[name] = lr
         self.optimizer.step()
+        self.params_version += 1
 
     def current_lrs(self) -> dict:
         return {"lr": self.lrs["means"], "lr_offsets": self.lrs["offsets"], "lr_deform": self.lrs["deform.planes"]}
@@ -124,6 +125,7 @@ class GaussianState:
                 raise UserError(f"{where}: deform/{k} has shape {a.shape}, the model expects {tuple(f.shape)} "
                                 "(was the config changed?)")
             f.from_numpy(a.astype(runtime.np_float()))
+        self.params_version += 1
         self.fine = bool(int(need("gaussians/fine")))
         self.sh_active = int(need("gaussians/sh_active"))
         self.density.load_state_arrays(arrays, n)
@@ -150,6 +152,7 @@ class GaussianState:
         c = self.cloud
         deltas = self.deform.forward(c.params["means"], c.n, float(time)) if self.fine else None
         c.compose(deltas, float(time))
+        self._composed_for = None
         n, k = c.n, c.n_coeffs
         sh = c.sh.to_numpy()[:n].astype(np.float64)
         return {"means": c.means.to_numpy()[:n].astype(np.float64), "sh_dc": sh[:, :3], "sh_rest": sh[:, 3:3 * k],
