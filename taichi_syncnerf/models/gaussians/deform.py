@@ -72,11 +72,12 @@ def _relu(h: ti.template(), out: ti.template(), n: ti.i32):
 
 @ti.kernel
 def _add_rows(acc: ti.template(), src: ti.template(), n: ti.i32, first: ti.i32):
-    for i, j in ti.ndrange(n, src.shape[1]):
-        if first:
-            acc[i, j] = src.grad[i, j]
-        else:
-            acc[i, j] += src.grad[i, j]
+    for i in range(n):      # one row per thread: Taichi then adds plainly (over ndrange(n, W) `+=` is atomic)
+        for j in range(src.shape[1]):
+            if first:
+                acc[i, j] = src.grad[i, j]
+            else:
+                acc[i, j] += src.grad[i, j]
 
 
 @ti.kernel
