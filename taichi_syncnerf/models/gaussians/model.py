@@ -125,17 +125,25 @@ class SyncGaussians(GaussianState, SyncModel):
         from taichi_syncnerf.kernels.splat import Camera
 
         self._ensure_init()
-        key = (float(t), bool(deform), self.cloud.n, self.cloud.version, self.params_version)
-        deltas = None
-        if backward or key != self._composed_for:
-            deltas = self.deform.forward(self.cloud.params["means"], self.cloud.n, t) if deform else None
-            self.cloud.compose(deltas, t)
-            self._composed_for = key
+        deltas = self._compose_at(t, deform, reuse=not backward)
         ras = self._rasterizer(int(intrinsics.width), int(intrinsics.height))
         c = self.cloud
         ras.forward(c.means, c.log_scales, c.quats, c.opacity, c.sh, c.n, Camera.from_opengl_c2w(intrinsics, c2w),
                     self.background, sh_degree=self.sh_active, backward=backward)
         return ras, deltas
+
+    def _compose_at(self, t: float, deform: bool, reuse: bool):
+        """The cloud's rasterizer inputs at time ``t`` (deformed when ``deform``); returns the deltas,
+        or None when ``reuse`` and the inputs already are for this time and these parameters (the
+        cloud's ``version``, counting its ``set``, and ``params_version``, counting optimizer steps
+        and checkpoint loads)."""
+        key = (float(t), bool(deform), self.cloud.n, self.cloud.version, self.params_version)
+        if reuse and key == self._composed_for:
+            return None
+        deltas = self.deform.forward(self.cloud.params["means"], self.cloud.n, t) if deform else None
+        self.cloud.compose(deltas, t)
+        self._composed_for = key
+        return deltas
 
     def view_time(self, time: float, cam: int) -> float:
         return float(time) + float(self.offsets.params[int(cam)])

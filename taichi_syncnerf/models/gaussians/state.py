@@ -150,9 +150,7 @@ class GaussianState:
         ``time`` (no offset: scene time is the test camera's clock); canonical before the fine stage."""
         self._ensure_init()
         c = self.cloud
-        deltas = self.deform.forward(c.params["means"], c.n, float(time)) if self.fine else None
-        c.compose(deltas, float(time))
-        self._composed_for = None
+        self._compose_at(float(time), self.fine, reuse=True)
         n, k = c.n, c.n_coeffs
         sh = c.sh.to_numpy()[:n].astype(np.float64)
         return {"means": c.means.to_numpy()[:n].astype(np.float64), "sh_dc": sh[:, :3], "sh_rest": sh[:, 3:3 * k],
