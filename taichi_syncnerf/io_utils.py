@@ -147,14 +147,3 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def save_npz_atomic(path: str | os.PathLike, **arrays) -> None:
-    """Save arrays as an uncompressed .npz (no pickled objects allowed)."""
-    import numpy as np
-
-    with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())

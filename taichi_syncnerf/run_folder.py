@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from taichi_syncnerf.checkpoint import UnreadableCheckpoint, check_format, load_checkpoint, write_checkpoint
+from taichi_syncnerf.checkpoint import (UnreadableCheckpoint, check_format, load_checkpoint, update_checkpoint_file,
+                                       write_checkpoint)
 from taichi_syncnerf.errors import UserError
 from taichi_syncnerf.io_utils import write_json_atomic, write_text_atomic
 from taichi_syncnerf.runlog import JsonlLog, clean_json
@@ -197,9 +198,7 @@ class RunFolder:
     def update_checkpoint(self, path: Path, arrays: dict, meta: dict) -> Path:
         """Rewrite checkpoint ``path`` with some of its arrays and meta entries replaced (the others
         as they are): how testoptim stores the test camera's offset without touching the rest."""
-        old_meta, old = load_checkpoint(path)
-        step = int(old_meta["step"])
-        return write_checkpoint(path, step, {**old, **arrays}, {**old_meta, **meta})
+        return update_checkpoint_file(path, arrays, meta)
 
     # ------------------------------------------------------------------ reports
     def write_offsets(self, doc: dict) -> None:
@@ -363,6 +362,8 @@ class OpenedRun:
             self.model.load_state_arrays(shown, str(self.checkpoint), optimizer=False)
             self.checkpoint, self.stamp = path, stamp
             return False
+        finally:
+            arrays.close()
         self.checkpoint, self.stamp, self.meta = path, stamp, meta
         return True
 
@@ -390,8 +391,11 @@ def open_run(path, optimizer: bool = False, folder: RunFolder | None = None, dat
     run = folder or RunFolder.open(path)
     cfg = run.config()
     ckpt, meta, arrays = run.load_newest_checkpoint()     # before the dataset: a run without one fails at once
-    source, model = build(cfg, data_dir or run.data_dir())
-    model.load_state_arrays(arrays, str(ckpt), optimizer=optimizer)
+    try:
+        source, model = build(cfg, data_dir or run.data_dir())
+        model.load_state_arrays(arrays, str(ckpt), optimizer=optimizer)
+    finally:
+        arrays.close()
     return OpenedRun(run, cfg, source, model, ckpt, meta)
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from taichi_syncnerf import FORMAT_VERSION
-from taichi_syncnerf.checkpoint import load_checkpoint
+from taichi_syncnerf.checkpoint import Prefixed, load_checkpoint, write_checkpoint
 from taichi_syncnerf.errors import UserError
 from taichi_syncnerf.run_folder import RunFolder, RunLock
 
@@ -49,6 +49,62 @@ def test_newer_and_corrupt_checkpoints_are_clear_errors(tmp_path):
     p.write_bytes(b"garbage")
     with pytest.raises(UserError, match="not a readable checkpoint"):
         load_checkpoint(p)
+
+
+def test_checkpoint_entries_are_read_only_when_looked_up(tmp_path):
+    import tracemalloc
+
+    p = save_checkpoint(tmp_path, 1, {"adam/g/m": np.arange(5_000_000.0), "params/a": np.arange(3.0)}, {})
+    tracemalloc.start()
+    try:
+        meta, arrays = load_checkpoint(p)
+        _, peak_open = tracemalloc.get_traced_memory()
+        np.testing.assert_array_equal(arrays["params/a"], np.arange(3.0))
+        tracemalloc.reset_peak()
+        m = arrays["adam/g/m"]
+        _, peak_read = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak_open < 10e6 and peak_read >= 40e6            # the 40 MB entry only when it is looked up
+    assert m[-1] == 4_999_999.0 and set(arrays) == {"adam/g/m", "params/a"} and meta["step"] == 1
+    assert set(Prefixed(arrays, "adam/")) == {"g/m"} and len(Prefixed(arrays, "params/")) == 1
+    arrays.close()
+
+
+def test_checkpoint_writing_holds_one_entry_at_a_time(tmp_path):
+    import tracemalloc
+
+    class Lazy(dict):
+        def __getitem__(self, k):
+            return np.full(2_500_000, float(super().__getitem__(k)))        # 20 MB made on demand
+
+    tracemalloc.start()
+    try:
+        write_checkpoint(tmp_path / "c.npz", 3, Lazy({f"g/{i}": i for i in range(5)}), {})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 45e6                                          # not the 100 MB of all five
+    meta, arrays = load_checkpoint(tmp_path / "c.npz")
+    assert meta["step"] == 3 and arrays["g/4"][-1] == 4.0 and len(arrays) == 5
+
+
+def test_a_damaged_or_unsafe_entry_is_found_when_the_checkpoint_is_opened(tmp_path):
+    run = RunFolder(tmp_path)
+    run.save_checkpoint(1, {"a": np.full(1000, 1.0)}, {})
+    p = run.save_checkpoint(2, {"a": np.full(1000, 2.0)}, {})
+    raw = bytearray(p.read_bytes())
+    raw[raw.index(np.full(8, 2.0).tobytes()) + 20] ^= 0xFF     # one flipped bit pattern inside the data
+    p.write_bytes(bytes(raw))
+    with pytest.raises(UserError, match="not a readable checkpoint"):
+        load_checkpoint(p)
+    said = []
+    path, meta, arrays = run.load_newest_checkpoint(warn=said.append)
+    assert meta["step"] == 1 and arrays["a"][0] == 1.0 and "step-00000002.npz" in said[0]
+    good_meta = json.dumps({"format_version": FORMAT_VERSION, "step": 3})
+    np.savez(tmp_path / "objects.npz", meta=np.array(good_meta), a=np.array([{"x": 1}], dtype=object))
+    with pytest.raises(UserError, match="objects.npz: entry a holds Python objects"):
+        load_checkpoint(tmp_path / "objects.npz")
 
 
 def test_require_run(tmp_path):

@@ -37,8 +37,10 @@ def scene(tmp_path_factory):
     return out
 
 
-def test_train_resume_eval_testoptim_render(scene, tmp_path):
+def test_train_resume_eval_testoptim_render(scene, tmp_path, monkeypatch):
+    from taichi_syncnerf.checkpoint import CheckpointArrays
     from taichi_syncnerf.config import load_config
+    from taichi_syncnerf.run_folder import open_run
     from taichi_syncnerf.train import train
 
     out = tmp_path / "run"
@@ -51,6 +53,13 @@ def test_train_resume_eval_testoptim_render(scene, tmp_path):
     assert all(np.isfinite(r["loss"]) for r in log)
     ckpt = np.load(out / "checkpoints" / "step-00000010.npz")
     assert list(ckpt["mixvoxels/res"]) != [8, 8, 8] and "mixvoxels/occ" in ckpt.files
+    read, lookup = [], CheckpointArrays.__getitem__
+    monkeypatch.setattr(CheckpointArrays, "__getitem__", lambda self, k: read.append(k) or lookup(self, k))
+    open_run(out)                                        # to render: the optimiser's moments stay on disk
+    assert "params/static.density" in read and not [k for k in read if k.startswith("adam/")]
+    open_run(out, optimizer=True)
+    assert [k for k in read if k.startswith("adam/")]
+    monkeypatch.undo()
     run("eval", out, *RT)
     metrics = json.loads((out / "metrics.json").read_text())
     assert np.isfinite(metrics["test"]["psnr"]) and "offsets" in metrics

@@ -24,6 +24,7 @@ import numpy as np
 
 from taichi_syncnerf import runtime
 from taichi_syncnerf.errors import UserError
+from taichi_syncnerf.checkpoint import Prefixed
 from taichi_syncnerf.kernels.adam import Adam, ParamGroup
 
 
@@ -131,7 +132,7 @@ class GaussianState:
         self.density.load_state_arrays(arrays, n)
         self.offsets.load_state_arrays(arrays, where)
         if optimizer:
-            state = {k[len("adam/"):]: v for k, v in arrays.items() if k.startswith("adam/")}
+            state = dict(Prefixed(arrays, "adam/"))
             for name, d in self.cloud.dims.items():
                 for what in ("m", "v"):
                     key = f"{name}/{what}"

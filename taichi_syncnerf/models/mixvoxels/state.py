@@ -126,10 +126,12 @@ class MixVoxelsState:
             if name == "offsets":
                 continue
             key = f"params/{name}"
-            if key not in arrays or arrays[key].shape != tuple(f.shape):
+            a = arrays[key] if key in arrays else None
+            if a is None or a.shape != tuple(f.shape):
                 raise UserError(f"{where}: checkpoint entry {key} is missing or has the wrong size "
                                 "(was the run trained with another config?)")
-            f.from_numpy(arrays[key].astype(fdt, copy=False))
+            f.from_numpy(a.astype(fdt, copy=False))
+            del a
         box = np.asarray(arrays.get("mixvoxels/sample_box", self.box), np.float64)
         self.sample_box = box.reshape(2, 3)
         self.steps_done = int(arrays["mixvoxels/steps_done"]) if "mixvoxels/steps_done" in arrays else None
