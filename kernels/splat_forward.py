@@ -79,11 +79,10 @@ class ForwardKernels:
                         # power < log(alpha_min / o) - 1e-3 means o e^power < alpha_min for sure
                         # (rounding of exp and log is far below 1e-3): skipped without exp
                         self._gdata[i, LCUT] = -1e30
-                        if alpha_min > 0.0:
-                            self._gdata[i, LCUT] = ti.log(alpha_min / o) - 1e-3
                         self._gdata[i, Z] = pc[2]
                         rx0, ry0, rx1, ry1 = x0, y0, x1, y1
                         if alpha_min > 0.0:
+                            self._gdata[i, LCUT] = ti.log(alpha_min / o) - 1e-3
                             # the box of the ellipse power >= lcut (widened past _tile_hit's margin and
                             # by 1 px for rounding): the only tiles of the rect _reaches can accept
                             qcut = ti.max(-2.0 * self._gdata[i, LCUT] * (1.0 + 2.0 * CULL_SLACK) + 2.0 * CULL_SLACK, 0.0)
