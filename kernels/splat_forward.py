@@ -6,7 +6,7 @@ method."""
 import taichi as ti
 
 from .splat_funcs import (ALPHA_MAX, CULL_SLACK, FOV_MARGIN, KA, KB, KC, LANES, LCUT, LOW_PASS, N_DATA, NEAR, OPA,
-                          RED, TILE, U, V, Z, _entry_less, _exp_neg, _merge, _quat_rot, _sh_basis, _tile_hit,
+                          RED, TILE, YR, U, V, Z, _entry_less, _exp_neg, _merge, _quat_rot, _sh_basis, _tile_hit,
                           _tile_span)
 
 
@@ -29,6 +29,7 @@ class ForwardKernels:
             x0, y0, x1, y1 = 0, 0, 0, 0
             for c in ti.static(range(N_DATA + 1)):
                 self._gdata[i, c] = 0.0
+            self._gdata[i, YR] = 1e30
             self._clamped[i] = 0
             if pc[2] > NEAR:
                 iz = 1.0 / pc[2]
@@ -86,8 +87,9 @@ class ForwardKernels:
                             # the box of the ellipse power >= lcut (widened past _tile_hit's margin and
                             # by 1 px for rounding): the only tiles of the rect _reaches can accept
                             qcut = ti.max(-2.0 * self._gdata[i, LCUT] * (1.0 + 2.0 * CULL_SLACK) + 2.0 * CULL_SLACK, 0.0)
+                            self._gdata[i, YR] = ti.sqrt(qcut * c) + 1.0
                             ex0, ex1 = _tile_span(u - 0.5, ti.sqrt(qcut * a) + 1.0, tiles_x)
-                            ey0, ey1 = _tile_span(v - 0.5, ti.sqrt(qcut * c) + 1.0, tiles_y)
+                            ey0, ey1 = _tile_span(v - 0.5, self._gdata[i, YR], tiles_y)
                             rx0, rx1 = ti.max(rx0, ex0), ti.min(rx1, ex1)
                             ry0, ry1 = ti.max(ry0, ey0), ti.min(ry1, ey1)
                         for ty_ in range(ry0, ry1):
@@ -248,28 +250,29 @@ class ForwardKernels:
                 j = a
                 while j < b and alive.sum() > 0:
                     g = ids[j]
-                    dx = self._gdata[g, U] - fpx
                     dy = self._gdata[g, V] - fpy
-                    power = (-0.5 * (self._gdata[g, KA] * dx * dx + self._gdata[g, KC] * dy * dy)
-                             - self._gdata[g, KB] * dx * dy)
-                    ok = ti.select(power >= self._gdata[g, LCUT], alive, 0) * ti.select(power <= 0.0, 1, 0)
-                    if ok.sum() > 0:
-                        e = ti.Vector([_exp_neg(power[lane], self._exp_floor, self._exp_poly, self._exp_single)
-                                       for lane in ti.static(range(LANES))])
-                        alpha = ti.min(ALPHA_MAX, self._gdata[g, OPA] * e)
-                        test_t = T * (1.0 - alpha)
-                        hit = ok * ti.select(alpha >= alpha_min, 1, 0)
-                        low = ti.select(test_t < t_min, 1, 0)
-                        alive -= hit * low
-                        upd = hit * (1 - low)
-                        wgt = ti.select(upd > 0, alpha * T, 0.0)
-                        for ch in ti.static(range(3)):
-                            col = self._gdata[g, RED + ch]
-                            for lane in ti.static(range(LANES)):
-                                C[ch, lane] += wgt[lane] * col
-                        D += wgt * self._gdata[g, Z]
-                        T = ti.select(upd > 0, test_t, T)
-                        last = ti.select(upd > 0, j - a + 1, last)
+                    if ti.abs(dy) <= self._gdata[g, YR]:  # else no power of the row reaches LCUT
+                        dx = self._gdata[g, U] - fpx
+                        power = (-0.5 * (self._gdata[g, KA] * dx * dx + self._gdata[g, KC] * dy * dy)
+                                 - self._gdata[g, KB] * dx * dy)
+                        ok = ti.select(power >= self._gdata[g, LCUT], alive, 0) * ti.select(power <= 0.0, 1, 0)
+                        if ok.sum() > 0:
+                            e = ti.Vector([_exp_neg(power[lane], self._exp_floor, self._exp_poly, self._exp_single)
+                                           for lane in ti.static(range(LANES))])
+                            alpha = ti.min(ALPHA_MAX, self._gdata[g, OPA] * e)
+                            test_t = T * (1.0 - alpha)
+                            hit = ok * ti.select(alpha >= alpha_min, 1, 0)
+                            low = ti.select(test_t < t_min, 1, 0)
+                            alive -= hit * low
+                            upd = hit * (1 - low)
+                            wgt = ti.select(upd > 0, alpha * T, 0.0)
+                            for ch in ti.static(range(3)):
+                                col = self._gdata[g, RED + ch]
+                                for lane in ti.static(range(LANES)):
+                                    C[ch, lane] += wgt[lane] * col
+                            D += wgt * self._gdata[g, Z]
+                            T = ti.select(upd > 0, test_t, T)
+                            last = ti.select(upd > 0, j - a + 1, last)
                     j += 1
                 for lane in ti.static(range(LANES)):
                     px = px0 + lane

@@ -19,10 +19,12 @@ MAX_SH_DEGREE = 3
 CULL_SLACK = 1e-3  # relative margin of the per-tile reach test (_tile_hit)
 LANES = 16  # pixels of a row blended together by the render-only kernel (forward(backward=False))
 # packed per-Gaussian render data (_gdata columns; the first N_DATA are also the order of the
-# per-entry gradient slots); LCUT: a power below it gives alpha < alpha_min for sure (exp skipped)
-U, V, KA, KB, KC, OPA, RED, Z, LCUT = 0, 1, 2, 3, 4, 5, 6, 9, 10
+# per-entry gradient slots); LCUT: a power below it gives alpha < alpha_min for sure (exp skipped);
+# YR: the half height of the ellipse where power >= LCUT (widened as the tile box is): the
+# render-only kernel skips a pixel row further than YR from the centre without computing its powers
+U, V, KA, KB, KC, OPA, RED, Z, LCUT, YR = 0, 1, 2, 3, 4, 5, 6, 9, 10, 11
 N_DATA = 10
-G_STRIDE = 16  # _gdata row length (N_DATA + 1 used): a power of two, so a row is one shift away
+G_STRIDE = 16  # _gdata row length (N_DATA + 2 used): a power of two, so a row is one shift away
 # e^x of the render-only kernel (_exp_neg): x = k ln2 + r, |r| <= ln2 / 2 (r in float64), e^r by
 # a polynomial; per runtime precision: the clamp below which e^x is taken as e^clamp (far under
 # any alpha_min / opacity that matters) and the polynomial (f32: degree 7, a Chebyshev fit of

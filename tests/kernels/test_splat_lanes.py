@@ -62,7 +62,7 @@ def crowded_scene(seed=11, n=160, w=70, h=41):
 def test_render_only_matches_reference_on_a_crowded_scene(t_min):
     """forward(backward=False) (its own exp, SIMD lanes) against the float64 twin: lists of up to 60+
     Gaussians per tile, pixels that stop early beside pixels that blend on."""
-    from taichi_syncnerf.kernels import splat
+    from taichi_syncnerf.kernels import splat, splat_funcs
 
     sc = crowded_scene()
     w, h = sc["cam"].width, sc["cam"].height
@@ -75,6 +75,12 @@ def test_render_only_matches_reference_on_a_crowded_scene(t_min):
     stopped = got["n_contrib"] < np.array([[lengths[(y // 16) * 5 + x // 16] for x in range(w)]
                                            for y in range(h)])
     assert stopped.mean() > 0.2 and want["final_t"].min() < 10 * t_min
+    # the row test (a Gaussian further than YR from a pixel row is skipped there) is exercised
+    gdata, start, ids = ras._gdata.to_numpy(), ras._tile_start.to_numpy(), ras._eid.to_numpy()
+    rows = [abs(gdata[g, splat_funcs.V] - (y + 0.5)) > gdata[g, splat_funcs.YR]
+            for t in range(15) for y in range(16 * (t // 5), min(h, 16 * (t // 5) + 16))
+            for g in ids[start[t]:start[t + 1]]]
+    assert 0.2 < np.mean(rows) < 0.9, np.mean(rows)
     np.testing.assert_array_equal(got["n_contrib"], want["n_contrib"])
     for k in ("colour", "alpha", "depth", "final_t"):
         np.testing.assert_allclose(got[k], want[k], rtol=1e-11, atol=1e-13, err_msg=k)
