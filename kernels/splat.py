@@ -56,8 +56,12 @@ Per-tile sorting is a merge sort of each tile's list, one thread per tile; lists
 atomic counters then sorted, so the result does not depend on thread timing. A pixel skips
 without ``exp`` a Gaussian whose ``power`` is below ``log(alpha_min / o) - 1e-3`` (then
 ``o e^power < alpha_min`` whatever the rounding): the same decisions as the plain test.
-``pixel_parallel`` picks the backward's loop: one thread per tile walking its 256 pixels (CPU
-default: no atomics) or one per pixel with atomic adds into the entry slots (GPU default).
+``pixel_parallel`` picks the kernels: on a CPU (default ``False``) one thread per tile walks its
+rows ``LANES`` pixels at a time (SIMD), forward and backward, ``e^power`` computed in the kernel
+(:func:`_exp_neg`, within 1 ulp of the correctly rounded value), the lanes' contributions to an
+entry summed before they are added to its slot (no atomics); on a GPU (default ``True``) one
+thread per pixel, libm's ``exp``, atomic adds into the entry slots. A render-only forward
+(``backward=False``) blends lanes on either.
 
 The kernels live beside this module: kernels/splat_forward.py (projection, tile lists, sorting,
 blending), kernels/splat_backward.py (the backward) and kernels/splat_funcs.py (constants and
@@ -213,12 +217,11 @@ class Rasterizer(ForwardKernels, BackwardKernels):
                 alpha_min: float = ALPHA_MIN, t_min: float = T_MIN, backward: bool = True) -> None:
         """Render Gaussians ``< n`` seen by ``camera``.
 
-        ``backward=False``: an image only (evaluation, videos, the viewer): the pixels of a row are
-        blended ``LANES`` at a time (SIMD on a CPU), the same operations per pixel as the kernel that
-        training uses but for ``e^power``, computed in the kernel (:func:`_exp_neg`, within 1
-        ulp of the correctly rounded value): the same image to rounding (a pixel within rounding
-        of a threshold may blend one Gaussian more or fewer, as between float32 and float64);
-        :meth:`backward` then refuses to run.
+        ``backward=False``: an image only (evaluation, videos, the viewer), its pixels blended
+        ``LANES`` at a time as a CPU rasterizer always does (see the module docstring: the same
+        image as the per-pixel kernel to rounding; a pixel within rounding of a threshold may blend
+        one Gaussian more or fewer, as between float32 and float64); :meth:`backward` then refuses
+        to run.
 
         means (N, 3) world positions; log_scales (N, 3); quats (N, 4) (w, x, y, z), any non-zero
         norm; opacity_logits (N,); sh (N, >= 3 K) (column 3 k + c, see the module docstring): Taichi
@@ -259,13 +262,11 @@ class Rasterizer(ForwardKernels, BackwardKernels):
         self._timed("fill", self._fill, self._ekey, self._eid, n, w, h)
         self._timed("sort", self._sort, self._ekey, self._eid, self._ekey2, self._eid2,
                     self._eslot, w, h)
-        if backward:
-            self._timed("render", self._render, self._eid, w, h, *bg, float(alpha_min), float(t_min))
-            self._last = dict(inputs=(means, log_scales, quats, opacity_logits, sh), n=n, cam=cam,
-                              k_active=k_active, bg=bg, alpha_min=float(alpha_min), w=w, h=h)
-        else:
-            self._timed("render", self._render_lanes, self._eid, w, h, *bg, float(alpha_min), float(t_min))
-            self._last = None
+        lanes = not backward or not self.pixel_parallel
+        self._timed("render", self._render_lanes if lanes else self._render, self._eid, w, h, *bg,
+                    float(alpha_min), float(t_min))
+        self._last = dict(inputs=(means, log_scales, quats, opacity_logits, sh), n=n, cam=cam, k_active=k_active,
+                          bg=bg, alpha_min=float(alpha_min), w=w, h=h) if backward else None
 
     def backward(self, d_colour=None, d_alpha=None, d_depth=None) -> None:
         """Gradients of the Gaussians of the last :meth:`forward` (inputs unchanged since).
@@ -279,8 +280,8 @@ class Rasterizer(ForwardKernels, BackwardKernels):
         s = self._last
         use = [self._set_grad(fld, g, s["h"], s["w"]) for fld, g in
                ((self.colour, d_colour), (self.alpha, d_alpha), (self.depth, d_depth))]
-        self._timed("backward_pixels", self._backward_pixels, self._eid, self._eslot, self._egrad,
-                    self.n_slots, s["w"], s["h"], *s["bg"], s["alpha_min"],
+        self._timed("backward_pixels", self._backward_pixels if self.pixel_parallel else self._backward_lanes,
+                    self._eid, self._eslot, self._egrad, self.n_slots, s["w"], s["h"], *s["bg"], s["alpha_min"],
                     *(int(u) for u in use))
         self.d_background.fill(0.0)
         if use[0]:

@@ -5,8 +5,8 @@ kernels/splat.py for the derivation."""
 
 import taichi as ti
 
-from .splat_funcs import (ALPHA_MAX, FOV_MARGIN, KA, KB, KC, LCUT, N_DATA, OPA, RED, TILE, U, V, Z, _quat_rot,
-                          _quat_rot_grad, _sh_basis, _sh_basis_grad)
+from .splat_funcs import (ALPHA_MAX, FOV_MARGIN, KA, KB, KC, LANES, LCUT, N_DATA, OPA, RED, TILE, YR, U, V, Z,
+                          _exp_neg, _quat_rot, _quat_rot_grad, _sh_basis, _sh_basis_grad)
 
 
 class BackwardKernels:
@@ -96,6 +96,106 @@ class BackwardKernels:
                                     ti.atomic_add(egrad[s, c], gr[c])
                                 else:  # one thread per tile: the tile's slots are its own
                                     egrad[s, c] = egrad[s, c] + gr[c]
+
+    @ti.kernel
+    def _backward_lanes(self, ids: ti.template(), slot: ti.template(), egrad: ti.template(), n_slots: int,
+                        w: int, h: int, bg0: float, bg1: float, bg2: float, alpha_min: float, use_c: int,
+                        use_a: int, use_d: int):
+        """_pixel_backward for the LANES pixels of a tile row at once, the backward of
+        _render_lanes (its e^power by _exp_neg): each lane walks its own pixel's list back to front
+        (a lane past its pixel's last Gaussian, or off the image, adds exactly 0 and keeps its T
+        and B); per entry the lanes' contributions are summed, then added into the entry's slot
+        (one thread per tile: the tile's slots are its own)."""
+        tiles_x = (w + TILE - 1) // TILE
+        n_tiles = tiles_x * ((h + TILE - 1) // TILE)
+        groups = ti.static(TILE // LANES)
+        for e in range(n_slots):
+            for c in ti.static(range(N_DATA)):
+                egrad[e, c] = 0.0
+        ti.loop_config(block_dim=self._tile_block)
+        for t in range(n_tiles):
+            a = self._tile_start[t]
+            for k in range(TILE * groups):
+                px0 = (t % tiles_x) * TILE + (k % groups) * LANES
+                py = (t // tiles_x) * TILE + k // groups
+                if px0 < w and py < h:
+                    self._row_backward(ids, slot, egrad, a, px0, py, w, bg0, bg1, bg2, alpha_min, use_c,
+                                       use_a, use_d)
+
+    @ti.func
+    def _row_backward(self, ids: ti.template(), slot: ti.template(), egrad: ti.template(), a, px0, py, w,
+                      bg0, bg1, bg2, alpha_min, use_c, use_a, use_d):
+        fpx = ti.Vector([px0 + lane + 0.5 for lane in ti.static(range(LANES))])
+        fpy = py + 0.5
+        last = ti.Vector([0] * LANES)
+        T = ti.Vector([1.0] * LANES)
+        g0, g1, g2 = ti.Vector([0.0] * LANES), ti.Vector([0.0] * LANES), ti.Vector([0.0] * LANES)
+        ga = ti.Vector([0.0] * LANES)
+        gd = ti.Vector([0.0] * LANES)
+        for lane in ti.static(range(LANES)):
+            px = px0 + lane
+            if px < w:
+                last[lane] = self.n_contrib[py, px]
+                T[lane] = self.final_t[py, px]
+                if use_c:
+                    g0[lane] = self.colour.grad[py, px, 0]
+                    g1[lane] = self.colour.grad[py, px, 1]
+                    g2[lane] = self.colour.grad[py, px, 2]
+                if use_a:
+                    ga[lane] = self.alpha.grad[py, px]
+                if use_d:
+                    gd[lane] = self.depth.grad[py, px]
+        bg_term = T * (g0 * bg0 + g1 * bg1 + g2 * bg2)
+        B0, B1, B2 = ti.Vector([0.0] * LANES), ti.Vector([0.0] * LANES), ti.Vector([0.0] * LANES)
+        Bd = ti.Vector([0.0] * LANES)
+        Ba = ti.Vector([0.0] * LANES)
+        top = last.max()
+        for jj in range(top):
+            j = top - 1 - jj
+            e = a + j
+            g = ids[e]
+            dy = self._gdata[g, V] - fpy
+            if ti.abs(dy) <= self._gdata[g, YR]:  # else no power of the row reaches LCUT
+                dx = self._gdata[g, U] - fpx
+                ka, kb, kc = self._gdata[g, KA], self._gdata[g, KB], self._gdata[g, KC]
+                power = -0.5 * (ka * dx * dx + kc * dy * dy) - kb * dx * dy
+                ok = (ti.select(last > j, 1, 0) * ti.select(power >= self._gdata[g, LCUT], 1, 0)
+                      * ti.select(power <= 0.0, 1, 0))
+                if ok.sum() > 0:
+                    G = ti.Vector([_exp_neg(power[lane], self._exp_floor, self._exp_poly, self._exp_single)
+                                   for lane in ti.static(range(LANES))])
+                    a_raw = self._gdata[g, OPA] * G
+                    alpha = ti.min(ALPHA_MAX, a_raw)
+                    hit = ok * ti.select(alpha >= alpha_min, 1, 0)
+                    if hit.sum() > 0:
+                        r0, r1, r2 = self._gdata[g, RED], self._gdata[g, RED + 1], self._gdata[g, RED + 2]
+                        z = self._gdata[g, Z]
+                        one_minus = ti.select(hit > 0, 1.0 - alpha, 1.0)
+                        T = ti.select(hit > 0, T / one_minus, T)
+                        wgt = ti.select(hit > 0, alpha * T, 0.0)
+                        d_alpha = (T * ((r0 - B0) * g0 + (r1 - B1) * g1 + (r2 - B2) * g2 + (z - Bd) * gd
+                                        + (1.0 - Ba) * ga) - bg_term / one_minus)
+                        B0 = ti.select(hit > 0, alpha * r0 + one_minus * B0, B0)
+                        B1 = ti.select(hit > 0, alpha * r1 + one_minus * B1, B1)
+                        B2 = ti.select(hit > 0, alpha * r2 + one_minus * B2, B2)
+                        Bd = ti.select(hit > 0, alpha * z + one_minus * Bd, Bd)
+                        Ba = ti.select(hit > 0, alpha + one_minus * Ba, Ba)
+                        free = hit * ti.select(a_raw < ALPHA_MAX, 1, 0)  # at the 0.99 clamp alpha is a constant
+                        dpow = ti.select(free > 0, alpha * d_alpha, 0.0)
+                        gr = ti.Vector.zero(float, N_DATA)
+                        gr[U] = -(dpow * (ka * dx + kb * dy)).sum()
+                        gr[V] = -(dpow * (kb * dx + kc * dy)).sum()
+                        gr[KA] = -0.5 * (dpow * dx * dx).sum()
+                        gr[KB] = -(dpow * dx * dy).sum()
+                        gr[KC] = -0.5 * (dpow * dy * dy).sum()
+                        gr[OPA] = ti.select(free > 0, G * d_alpha, 0.0).sum()
+                        gr[RED] = (wgt * g0).sum()
+                        gr[RED + 1] = (wgt * g1).sum()
+                        gr[RED + 2] = (wgt * g2).sum()
+                        gr[Z] = (wgt * gd).sum()
+                        s = slot[e]
+                        for c in ti.static(range(N_DATA)):
+                            egrad[s, c] = egrad[s, c] + gr[c]
 
     @ti.kernel
     def _background_grad(self, w: int, h: int):

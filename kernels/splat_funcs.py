@@ -1,6 +1,6 @@
 """Constants and ``@ti.func`` helpers of the tile rasterizer (kernels/splat.py): quaternion
 rotation, SH basis and their gradients, tile spans and the per-tile reach test, the merge of the
-per-tile sort, and the render-only kernel's e^x."""
+per-tile sort, and the lanes kernels' e^x."""
 
 import math
 
@@ -17,15 +17,15 @@ ALPHA_MIN = 1.0 / 255.0
 T_MIN = 1e-4
 MAX_SH_DEGREE = 3
 CULL_SLACK = 1e-3  # relative margin of the per-tile reach test (_tile_hit)
-LANES = 16  # pixels of a row blended together by the render-only kernel (forward(backward=False))
+LANES = 16  # pixels of a row blended together by the lanes kernels (a CPU rasterizer, any render-only forward)
 # packed per-Gaussian render data (_gdata columns; the first N_DATA are also the order of the
 # per-entry gradient slots); LCUT: a power below it gives alpha < alpha_min for sure (exp skipped);
 # YR: the half height of the ellipse where power >= LCUT (widened as the tile box is): the
-# render-only kernel skips a pixel row further than YR from the centre without computing its powers
+# lanes kernels skip a pixel row further than YR from the centre without computing its powers
 U, V, KA, KB, KC, OPA, RED, Z, LCUT, YR = 0, 1, 2, 3, 4, 5, 6, 9, 10, 11
 N_DATA = 10
 G_STRIDE = 16  # _gdata row length (N_DATA + 2 used): a power of two, so a row is one shift away
-# e^x of the render-only kernel (_exp_neg): x = k ln2 + r, |r| <= ln2 / 2 (r in float64), e^r by
+# e^x of the lanes kernels (_exp_neg): x = k ln2 + r, |r| <= ln2 / 2 (r in float64), e^r by
 # a polynomial; per runtime precision: the clamp below which e^x is taken as e^clamp (far under
 # any alpha_min / opacity that matters) and the polynomial (f32: degree 7, a Chebyshev fit of
 # relative error 6e-11, evaluated in float32: within 1 ulp of the correctly rounded e^x, exact for
@@ -162,8 +162,8 @@ def _merge(sk: ti.template(), si: ti.template(), dk: ti.template(), di: ti.templ
 
 @ti.func
 def _exp_neg(x, floor: ti.template(), poly: ti.template(), single: ti.template()):
-    """e^x for x <= 0 (x clamped to [floor, 0]) without a libm call, so that the lanes of the
-    render-only kernel stay in vector registers: range reduction ``x = k ln2 + r`` and a polynomial
+    """e^x for x <= 0 (x clamped to [floor, 0]) without a libm call, so that the lanes kernels'
+    vectors stay in registers: range reduction ``x = k ln2 + r`` and a polynomial
     in ``r`` (see EXP_POLY). ``single``: the reduction in float64 (compilers may reassociate a
     float32 two-constant reduction), the polynomial and the scaling in float32; else all in
     float64, rounded to the runtime's float."""

@@ -1,6 +1,7 @@
 """kernels/splat.py in an f32 runtime against the float64 twin (a subprocess: the tests run in f64),
-forward and backward, the render-only kernel against both the twin and the kernel training uses,
-and the render-only kernel's e^x against the correctly rounded value."""
+forward and backward (the runtime's default kernels: lanes on a CPU, per pixel on a GPU), the
+render-only lanes kernel against both the twin and the per-pixel kernel, and the lanes kernels'
+e^x against the correctly rounded value."""
 import json
 import os
 import subprocess
@@ -59,15 +60,15 @@ def f32_errors(arch="cpu"):
     same = got["n_contrib"] == fwd["n_contrib"]
     errs["mismatch"] = float(np.mean(~same))
     errs.update({k: rel_err(got[k][same], fwd[k][same]) for k in ("colour", "alpha", "depth")})
-    # the render-only kernel (its own exp) on a crowded scene: against the twin, and against the
-    # kernel training uses (same f32 inputs)
+    # the render-only kernel (lanes, its own exp) on a crowded scene: against the twin, and against
+    # the per-pixel kernel (libm's exp; same f32 inputs)
     sc = f32_scene(crowded_scene())
     c = sc["cam"]
     w, h = c.width, c.height
-    ras = splat.Rasterizer(sc["n"], w, h, sh_degree=3)
     fields = Scene(sc, n_max=sc["n"])
     out = {}
     for backward in (True, False):
+        ras = splat.Rasterizer(sc["n"], w, h, sh_degree=3, pixel_parallel=backward)
         fields.forward(ras, sc, backward=backward)
         out[backward] = images(ras, h, w)
     fwd, got = ref_forward(sc), out[False]

@@ -1,6 +1,6 @@
-"""kernels/splat.py's render-only kernel (forward(backward=False), pixels of a row blended LANES at
-a time) gives the images of the kernel training uses (the same operations per pixel) and of the
-float64 twin, float64."""
+"""kernels/splat.py's lanes kernels (pixels of a row blended LANES at a time: every forward on a CPU,
+and the backward of a CPU rasterizer) give the images and gradients of the per-pixel kernels (a
+GPU's, ``pixel_parallel=True``: the same operations per pixel) and of the float64 twin, float64."""
 import numpy as np
 import pytest
 
@@ -15,7 +15,7 @@ OUTPUTS = ("colour", "alpha", "depth", "final_t", "n_contrib")
 @pytest.mark.parametrize("size,t_min", [((40, 24), 1e-4), ((37, 21), 1e-4), ((37, 21), 0.4)])
 def test_render_only_kernel_equals_the_training_kernel(size, t_min):
     """Partial lane groups at the right edge (37 = 2 x 16 + 5) and, with t_min 0.4, pixels that
-    stop early while other lanes of their row go on."""
+    stop early while other lanes of their row go on. out[True]: the per-pixel kernel."""
     from taichi_syncnerf.kernels import splat
 
     w, h = size
@@ -23,12 +23,12 @@ def test_render_only_kernel_equals_the_training_kernel(size, t_min):
     cam = sc["cam"]
     cam = splat.Camera(cam.fx, cam.fy, cam.cx * w / 40, cam.cy * h / 24, w, h, cam.R, cam.t)
     fields = Scene(sc)
-    ras = splat.Rasterizer(N_MAX, 40, 24, sh_degree=3)
     out = {}
-    for backward in (True, False):
+    for per_pixel in (True, False):
+        ras = splat.Rasterizer(N_MAX, 40, 24, sh_degree=3, pixel_parallel=per_pixel)
         ras.colour.fill(-1.0)
-        fields.forward(ras, cam=cam, backward=backward, t_min=t_min)
-        out[backward] = {k: getattr(ras, k).to_numpy()[:h, :w] for k in OUTPUTS}
+        fields.forward(ras, cam=cam, backward=per_pixel, t_min=t_min)
+        out[per_pixel] = {k: getattr(ras, k).to_numpy()[:h, :w] for k in OUTPUTS}
     assert out[True]["n_contrib"].max() > 3 and (out[True]["final_t"] < 0.5).any()
     if t_min > 0.1:   # stopped pixels beside pixels that blend on
         stopped = out[True]["final_t"] < 0.5
@@ -84,3 +84,32 @@ def test_render_only_matches_reference_on_a_crowded_scene(t_min):
     np.testing.assert_array_equal(got["n_contrib"], want["n_contrib"])
     for k in ("colour", "alpha", "depth", "final_t"):
         np.testing.assert_allclose(got[k], want[k], rtol=1e-11, atol=1e-13, err_msg=k)
+
+
+@pytest.mark.parametrize("t_min", [1e-4, 0.05])
+def test_lanes_backward_equals_the_per_pixel_backward_on_a_crowded_scene(t_min):
+    """The CPU's backward (a tile row's LANES pixels walked back to front together, each lane from
+    its own last Gaussian; the lanes' contributions to an entry summed before they are added) against
+    the per-pixel one with atomic adds: the same gradients, with pixels that stopped early beside
+    pixels that blended on, partial tiles, and colour, alpha and depth terms."""
+    from taichi_syncnerf.kernels import splat
+
+    sc = crowded_scene()
+    w, h = sc["cam"].width, sc["cam"].height
+    rng = np.random.default_rng(4)
+    grads = (rng.normal(size=(h, w, 3)), rng.normal(size=(h, w)), rng.normal(size=(h, w)) * 0.1)
+    fields = Scene(sc, n_max=sc["n"])
+    got = {}
+    for per_pixel in (False, True):
+        ras = splat.Rasterizer(sc["n"], w, h, sh_degree=3, pixel_parallel=per_pixel)
+        fields.forward(ras, sc, t_min=t_min)
+        ras.backward(*grads)
+        got[per_pixel] = {k: getattr(ras, k).to_numpy()[:sc["n"]] for k in
+                          ("d_means", "d_log_scales", "d_quats", "d_opacity_logits", "d_sh", "d_mean2d")}
+        got[per_pixel]["d_background"] = ras.d_background.to_numpy()
+        got[per_pixel]["n_contrib"] = ras.n_contrib.to_numpy()[:h, :w]
+    np.testing.assert_array_equal(got[False]["n_contrib"], got[True]["n_contrib"])
+    assert (got[True]["n_contrib"] > 20).mean() > 0.2
+    for k, want in got[True].items():
+        assert np.abs(want).max() > 0.0, k
+        np.testing.assert_allclose(got[False][k], want, rtol=1e-9, atol=1e-11 * np.abs(want).max(), err_msg=k)
