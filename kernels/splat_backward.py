@@ -182,12 +182,14 @@ class BackwardKernels:
                         Ba = ti.select(hit > 0, alpha + one_minus * Ba, Ba)
                         free = hit * ti.select(a_raw < ALPHA_MAX, 1, 0)  # at the 0.99 clamp alpha is a constant
                         dpow = ti.select(free > 0, alpha * d_alpha, 0.0)
+                        # dy is the row's: the five shape terms need three sums over the lanes
+                        p0, p1 = dpow.sum(), (dpow * dx).sum()
                         gr = ti.Vector.zero(float, N_DATA)
-                        gr[U] = -(dpow * (ka * dx + kb * dy)).sum()
-                        gr[V] = -(dpow * (kb * dx + kc * dy)).sum()
+                        gr[U] = -(ka * p1 + kb * dy * p0)
+                        gr[V] = -(kb * p1 + kc * dy * p0)
                         gr[KA] = -0.5 * (dpow * dx * dx).sum()
-                        gr[KB] = -(dpow * dx * dy).sum()
-                        gr[KC] = -0.5 * (dpow * dy * dy).sum()
+                        gr[KB] = -dy * p1
+                        gr[KC] = -0.5 * dy * dy * p0
                         gr[OPA] = ti.select(free > 0, G * d_alpha, 0.0).sum()
                         gr[RED] = (wgt * g0).sum()
                         gr[RED + 1] = (wgt * g1).sum()
