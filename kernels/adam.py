@@ -285,13 +285,14 @@ class Adam:
             if step < 0:
                 raise ValueError(f"group {name!r}: negative step count {step}")
         for name, s in self._states.items():
+            # one moment array in memory at a time (``state`` may read them from a file on lookup)
             dtype = _np_dtype(s)
-            m, v = np.asarray(state[f"{name}/m"]), np.asarray(state[f"{name}/v"])
             step = int(np.asarray(state[f"{name}/step"]))
-            if s.allocated or step > 0 or m.any() or v.any():
+            needed = s.allocated or step > 0 or any(np.asarray(state[f"{name}/{k}"]).any() for k in ("m", "v"))
+            if needed:
                 s.allocate()
-                s.m.from_numpy(m.astype(dtype, copy=False))
-                s.v.from_numpy(v.astype(dtype, copy=False))
+                for k in ("m", "v"):
+                    getattr(s, k).from_numpy(np.asarray(state[f"{name}/{k}"]).astype(dtype, copy=False))
             s.step = step
             s.group.lr = float(np.asarray(state[f"{name}/lr"]))
             s.group.frozen = bool(np.asarray(state[f"{name}/frozen"]))
