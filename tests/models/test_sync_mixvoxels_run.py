@@ -40,27 +40,25 @@ def scene(tmp_path_factory):
 def test_train_resume_eval_testoptim_render(scene, tmp_path, monkeypatch):
     from taichi_syncnerf.checkpoint import CheckpointArrays
     from taichi_syncnerf.config import load_config
-    from taichi_syncnerf.run_folder import open_run
     from taichi_syncnerf.train import train
 
     out = tmp_path / "run"
     cfg = load_config("synthetic/sync-mixvoxels", TINY)
     assert cfg["model"]["kind"] == "sync-mixvoxels"
     train(cfg, scene, out, progress=False, stop_after=5)  # the upsample at step 4 is behind it
+    read, lookup = [], CheckpointArrays.__getitem__        # the checkpoint entries each command reads
+    monkeypatch.setattr(CheckpointArrays, "__getitem__", lambda self, k: read.append(k) or lookup(self, k))
     run("train", "synthetic/sync-mixvoxels", "--out", out, "--resume", "--no-eval", *RT)
+    assert [k for k in read if k.startswith("adam/")]       # resuming restores the optimiser's moments
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4, 5, 6, 8, 10]
     assert all(np.isfinite(r["loss"]) for r in log)
     ckpt = np.load(out / "checkpoints" / "step-00000010.npz")
     assert list(ckpt["mixvoxels/res"]) != [8, 8, 8] and "mixvoxels/occ" in ckpt.files
-    read, lookup = [], CheckpointArrays.__getitem__
-    monkeypatch.setattr(CheckpointArrays, "__getitem__", lambda self, k: read.append(k) or lookup(self, k))
-    open_run(out)                                        # to render: the optimiser's moments stay on disk
+    read.clear()
+    run("eval", out, *RT)                                  # to render: the moments stay on disk
     assert "params/static.density" in read and not [k for k in read if k.startswith("adam/")]
-    open_run(out, optimizer=True)
-    assert [k for k in read if k.startswith("adam/")]
     monkeypatch.undo()
-    run("eval", out, *RT)
     metrics = json.loads((out / "metrics.json").read_text())
     assert np.isfinite(metrics["test"]["psnr"]) and "offsets" in metrics
     before = json.loads((out / "offsets.json").read_text())["cameras"][0]["offset_frames"]
